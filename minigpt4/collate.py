@@ -1,0 +1,47 @@
+"""Examples -> batch tensors. ``train`` right-pads prompt + answer with loss labels on the answer only;
+``prompt`` left-pads prompts alone for generation and scoring."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+
+class Collator:
+    def __init__(self, pad_id: int, mode: str = "train") -> None:
+        if mode not in ("train", "prompt"):
+            raise ValueError(f"collator mode must be train or prompt, got {mode!r}")
+        self.pad_id = pad_id
+        self.mode = mode
+
+    def __call__(self, examples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        train = self.mode == "train"
+        seqs = [e["ids"] + e["answer"] if train else e["ids"] for e in examples]
+        length = max(len(s) for s in seqs)
+        b = len(examples)
+        input_ids = torch.full((b, length), self.pad_id, dtype=torch.long)
+        slots = torch.zeros((b, length), dtype=torch.long)
+        attention = torch.zeros((b, length), dtype=torch.long)
+        labels = torch.full((b, length), -100, dtype=torch.long)
+        for i, (e, seq) in enumerate(zip(examples, seqs)):
+            n, p = len(seq), len(e["ids"])
+            start = 0 if train else length - n
+            input_ids[i, start:start + n] = torch.as_tensor(seq)
+            slots[i, start:start + p] = torch.as_tensor(e["slots"])
+            attention[i, start:start + n] = 1
+            if train:
+                labels[i, p:n] = torch.as_tensor(e["answer"])
+        batch: dict[str, Any] = {
+            "input_ids": input_ids, "slots": slots, "attention_mask": attention,
+            "ids": [e["id"] for e in examples], "gold": [e["gold"] for e in examples],
+            "features": {k: torch.from_numpy(np.stack([e["features"][k] for e in examples]))
+                         for k in examples[0]["features"]},
+        }
+        if train:
+            batch["labels"] = labels
+        if examples[0]["image"] is not None:
+            batch["image"] = torch.from_numpy(np.stack([e["image"] for e in examples]))
+        if examples[0]["weight"] is not None:
+            batch["weight"] = torch.tensor([e["weight"] for e in examples], dtype=torch.float32)
+        return batch

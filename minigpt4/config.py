@@ -1,0 +1,302 @@
+"""Typed configuration: OmegaConf structured dataclasses, named presets, YAML files and ``key=value`` overrides.
+
+Load order (later wins): schema defaults -> model preset (``model.preset``) -> the YAML file -> CLI overrides.
+An unknown key or a value of the wrong type fails here, before anything is built, naming the key and the file.
+"""
+from __future__ import annotations
+
+import importlib.resources
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+
+@dataclass
+class ModalityConfig:
+    dim: int = 1024
+    """Feature width on disk (FaceMAE / VideoMAE / HuBERT: 1024; MiniLM text: 384)."""
+    tokens: int = 1
+    """LLM tokens this modality occupies: 1 for utterance-level features, T for sequence-level ones
+    (longer sequences are average-pooled to T, shorter ones are an error)."""
+    projector: str = "linear"
+    """``linear`` (upstream) or ``mlp`` (Linear-GELU-Linear, LLaVA-1.5 style)."""
+
+
+def _default_features() -> dict[str, ModalityConfig]:
+    return {"face": ModalityConfig(), "video": ModalityConfig(), "audio": ModalityConfig(),
+            "text": ModalityConfig(dim=384)}
+
+
+@dataclass
+class VisionConfig:
+    kind: str = "tiny"
+    """``tiny`` (a small random timm ViT built from this config), ``timm`` (a named timm model whose
+    weights are read from ``checkpoint``, e.g. EVA ViT-g) or ``none`` (no image modality)."""
+    timm_name: str = "vit_tiny_patch16_224"
+    checkpoint: Optional[str] = None
+    """Local weight file for ``kind: timm`` (safetensors or torch file); never downloaded."""
+    image_size: int = 32
+    """Square input size; the patch grid must be divisible by ``merge`` (448 and 224 work for EVA)."""
+    patch_size: int = 8
+    width: int = 64
+    depth: int = 2
+    heads: int = 2
+    merge: int = 4
+    """Adjacent patch tokens concatenated into one LLM token (upstream: 4, giving 256 tokens at 448 px)."""
+    mean: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
+    std: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
+
+
+@dataclass
+class LLMConfig:
+    path: Optional[str] = None
+    """Local Hugging Face model folder (LLaMA-2/3, Qwen2.5, Mistral, ...). None builds the tiny model."""
+    tokenizer_path: Optional[str] = None
+    """Tokenizer folder; defaults to ``path``, or to the packaged tiny tokenizer when ``path`` is None."""
+    hidden_size: int = 64
+    num_layers: int = 2
+    num_heads: int = 4
+    num_kv_heads: int = 2
+    intermediate_size: int = 128
+    max_position_embeddings: int = 512
+    dtype: str = "float32"
+    """Weight dtype of the frozen backbone: float32, bfloat16 or float16."""
+    prompt_template: str = "[INST] {} [/INST]"
+    """How the instruction is wrapped (upstream LLaMA-2-chat); ignored when ``use_chat_template``."""
+    use_chat_template: bool = False
+    """Wrap with the tokenizer's own chat template (LLaMA-3, Qwen2.5, Mistral)."""
+    gradient_checkpointing: bool = False
+
+
+@dataclass
+class LoraConfig:
+    enabled: bool = True
+    r: int = 64
+    alpha: int = 16
+    dropout: float = 0.05
+    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
+
+
+@dataclass
+class ModelConfig:
+    preset: str = "tiny"
+    """Named preset merged first: ``tiny`` (runs anywhere) or ``llama2_7b`` (local weights required)."""
+    seed: int = 0
+    """Seed of the random initialisation (tiny backbone, tiny vision encoder, projectors)."""
+    llm: LLMConfig = field(default_factory=LLMConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    vision: VisionConfig = field(default_factory=VisionConfig)
+    features: dict[str, ModalityConfig] = field(default_factory=_default_features)
+    projector_hidden: int = 0
+    """Hidden width of ``mlp`` projectors; 0 means the LLM width."""
+    checkpoint: Optional[str] = None
+    """Trainable weights to start from: a checkpoint folder of this project."""
+    upstream_checkpoint: Optional[str] = None
+    """An upstream Emotion-LLaMA ``.pth`` converted on load through the explicit key map."""
+    max_prompt_tokens: int = 384
+    """Prompt text longer than this is cut from the transcript/context side, never from the instruction."""
+    max_answer_tokens: int = 64
+
+
+@dataclass
+class DataConfig:
+    corpus: str = "demo"
+    """merr | mer2023 | iemocap | meld | ecf | demo."""
+    root: Optional[str] = None
+    """Corpus root folder; None for the demo corpus means its cache folder."""
+    labels: str = "default"
+    """Label setup: IEMOCAP ``4class`` / ``6class`` / ``all``; ``default`` is the corpus's usual one."""
+    label_mode: str = "single"
+    """``single`` (primary label) or ``multi`` (all labels, fixed order, joined by ', ')."""
+    min_votes: int = 2
+    """IEMOCAP multi-label: a label enters the set with at least this many evaluator votes."""
+    keep_undecided: bool = False
+    """IEMOCAP: keep ``xxx`` (no majority) utterances."""
+    tasks: list[str] = field(default_factory=lambda: ["emotion"])
+    """Tasks sampled per example: ``emotion`` and/or ``reason``."""
+    modalities: list[str] = field(default_factory=lambda: ["image", "face", "video", "audio", "text"])
+    transcript: bool = True
+    """Put the spoken line into the prompt ("The person in video says: ...")."""
+    context_turns: int = 0
+    """Earlier utterances of the dialogue quoted in the prompt (0: none)."""
+    ablation: str = "drop"
+    """How a modality left out of ``modalities`` is removed: ``drop`` (no placeholder span) or ``zero``."""
+    instruction: Optional[int] = None
+    """Fix one instruction of the pool by index; None samples from the pool (training) or takes the first
+    (evaluation)."""
+    prompt_pool: Optional[list[str]] = None
+    """Replace the corpus's instruction pool for the ``emotion`` task."""
+    frame: str = "first"
+    """Which video frame feeds the image modality: ``first``, ``middle`` or an integer index as a string."""
+    feature_dirs: dict[str, str] = field(default_factory=dict)
+    """Modality -> folder of per-sample ``<id>.npy`` (relative to ``root``); empty uses corpus defaults."""
+    feature_store: Optional[str] = None
+    """Packed feature store folder (``datasets/pack_features.py``); preferred over ``feature_dirs``."""
+    on_missing: str = "error"
+    """A missing feature or media file: ``error`` or ``skip`` (every skipped id is reported)."""
+    val_fraction: float = 0.1
+    """Share of training groups carved off as the inner validation split (checkpoint selection)."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """Corpus-specific reader options (folder names, transcript column, ...)."""
+
+
+@dataclass
+class RunConfig:
+    output_dir: str = "runs/demo"
+    seed: int = 42
+    max_steps: int = 0
+    """Stop after this many optimizer steps; 0 means run ``epochs`` epochs."""
+    epochs: int = 1
+    batch_size: int = 8
+    """Per-process micro-batch size."""
+    grad_accum: int = 1
+    lr: float = 1e-4
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 0
+    weight_decay: float = 0.05
+    max_grad_norm: float = 1.0
+    precision: str = "fp32"
+    """Autocast precision: fp32, bf16 or fp16."""
+    balance: str = "none"
+    """Class imbalance: ``none``, ``sampler`` (weighted sampler) or ``loss`` (class weights on the answer)."""
+    eval_every: int = 0
+    """Validate every N optimizer steps (0: only at the end)."""
+    best_metric: str = "accuracy"
+    save_every: int = 0
+    keep_last: int = 2
+    resume: bool = False
+    deepspeed: Optional[str] = None
+    """DeepSpeed JSON config; set it to train under ZeRO instead of DDP."""
+    num_workers: int = 0
+    log_every: int = 10
+    fold: Optional[int] = None
+    """Held-out fold index for cross-validation (set by cross_train.py); None trains on the train split."""
+    num_folds: int = 5
+
+
+@dataclass
+class EvalConfig:
+    mode: str = "generate"
+    """``generate`` (greedy text, then parsing) or ``score`` (rank the label answers by log-likelihood)."""
+    split: str = "test"
+    """Which samples to evaluate: ``test``, ``val`` or ``fold`` (the held-out fold of ``run.fold``)."""
+    batch_size: int = 16
+    max_new_tokens: int = 16
+    threshold: float = 0.5
+    """Multi-label scoring: labels whose normalised probability exceeds this are predicted."""
+    top_k: int = 0
+    """Multi-label scoring: predict the top k labels instead of thresholding (0: threshold)."""
+    ablations: list[list[str]] = field(default_factory=list)
+    """Modality subsets evaluated one after another into ablation.md / ablation.json."""
+    prompts: int = 0
+    """Evaluate this many instructions of the pool (prompt sensitivity); 0 uses one."""
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+class ConfigError(ValueError):
+    """A configuration problem, with the file and key it came from."""
+
+
+PRESETS_PACKAGE = "minigpt4.presets"
+
+
+def preset_path(kind: str, name: str) -> Path:
+    path = Path(str(importlib.resources.files(PRESETS_PACKAGE))) / kind / f"{name}.yaml"
+    if not path.is_file():
+        available = sorted(p.stem for p in path.parent.glob("*.yaml"))
+        raise ConfigError(f"unknown {kind} preset {name!r}; available: {', '.join(available)}")
+    return path
+
+
+def _merge(base: DictConfig, other: Any, source: str) -> DictConfig:
+    try:
+        return OmegaConf.merge(base, other)
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None) or ""
+        raise ConfigError(f"{source}: bad config key {key!r}: {err.msg if hasattr(err, 'msg') else err}") from None
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
+    """Schema <- model preset <- YAML file <- ``key=value`` overrides, validated against the schema."""
+    cfg = OmegaConf.structured(Config)
+    file_cfg = OmegaConf.create()
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        file_cfg = OmegaConf.load(path)
+    try:
+        cli_cfg = OmegaConf.from_dotlist(list(overrides))
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"command line: cannot parse overrides {list(overrides)}: {err}") from None
+    preset = OmegaConf.select(cli_cfg, "model.preset") or OmegaConf.select(file_cfg, "model.preset") or "tiny"
+    cfg = _merge(cfg, OmegaConf.load(preset_path("model", preset)), f"preset model/{preset}")
+    cfg = _merge(cfg, file_cfg, str(path) if path else "config")
+    cfg = _merge(cfg, cli_cfg, "command line")
+    validate(cfg, str(path) if path else "config")
+    return cfg
+
+
+_CHOICES = {
+    "data.label_mode": ("single", "multi"),
+    "data.ablation": ("drop", "zero"),
+    "data.on_missing": ("error", "skip"),
+    "run.precision": ("fp32", "bf16", "fp16"),
+    "run.balance": ("none", "sampler", "loss"),
+    "eval.mode": ("generate", "score"),
+    "eval.split": ("test", "val", "fold"),
+    "model.vision.kind": ("tiny", "timm", "none"),
+    "model.llm.dtype": ("float32", "bfloat16", "float16"),
+    "data.corpus": ("merr", "mer2023", "iemocap", "meld", "ecf", "demo"),
+}
+
+
+def validate(cfg: DictConfig, source: str) -> None:
+    """Checks the schema cannot express: enumerations, modality names, task names."""
+    from .samples import MODALITIES
+
+    for key, allowed in _CHOICES.items():
+        value = OmegaConf.select(cfg, key)
+        if value not in allowed:
+            raise ConfigError(f"{source}: {key}={value!r} is not one of {', '.join(allowed)}")
+    for key in ("data.modalities",):
+        for name in OmegaConf.select(cfg, key):
+            if name not in MODALITIES:
+                raise ConfigError(f"{source}: {key} names unknown modality {name!r}; expected {', '.join(MODALITIES)}")
+    for subset in cfg.eval.ablations:
+        for name in subset:
+            if name not in MODALITIES:
+                raise ConfigError(f"{source}: eval.ablations names unknown modality {name!r}")
+    for task in cfg.data.tasks:
+        if task not in ("emotion", "reason"):
+            raise ConfigError(f"{source}: data.tasks has unknown task {task!r}; expected emotion or reason")
+    for name in cfg.model.features:
+        if name not in MODALITIES or name == "image":
+            raise ConfigError(f"{source}: model.features has unknown feature modality {name!r}")
+    for name in cfg.data.modalities:
+        if name == "image" and cfg.model.vision.kind == "none":
+            raise ConfigError(f"{source}: data.modalities uses image but model.vision.kind is none")
+        if name != "image" and name not in cfg.model.features:
+            raise ConfigError(f"{source}: data.modalities uses {name} but model.features.{name} is not configured")
+
+
+def save_config(cfg: DictConfig, path: str | Path) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(OmegaConf.to_yaml(cfg, resolve=True))
+
+
+def split_cli(argv: list[str]) -> tuple[list[str], list[str]]:
+    """Separate ``key=value`` overrides from other arguments, so argparse only sees flags."""
+    overrides = [a for a in argv if "=" in a and not a.startswith("-")]
+    rest = [a for a in argv if a not in overrides]
+    return rest, overrides

@@ -1,0 +1,118 @@
+"""``load_corpus``: read a corpus (MERR / MER2023 / IEMOCAP / MELD / ECF / demo) into samples plus features.
+
+Every reader returns the same ``Sample`` records; this module adds what is common: the feature source
+(packed store, per-sample folders, text embeddings), the frame source, and one presence check of every file
+the requested modalities need, so a missing file fails (or is skipped and reported) at load time, not
+mid-epoch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from ..features import FeatureSource, NpyFolderFeatures, PackedFeatureStore, RoutedFeatures
+from ..frames import FrameReader
+from ..labels import LabelSet
+from ..samples import FEATURE_MODALITIES, MODALITIES, Sample
+from . import demo, ecf, iemocap, meld, merr
+from .common import CorpusError, ReadResult, check_unique, resolve
+
+__all__ = ["Corpus", "CorpusError", "load_corpus", "READERS"]
+
+READERS: dict[str, Callable[[Any], ReadResult]] = {
+    "merr": merr.read_merr,
+    "mer2023": merr.read_mer2023,
+    "iemocap": iemocap.read,
+    "meld": meld.read,
+    "ecf": ecf.read,
+    "demo": demo.read,
+}
+MAX_LISTED = 10
+
+
+@dataclass
+class Corpus:
+    name: str
+    label_set: LabelSet
+    """The label set of the chosen label setup (``iemocap_4class``, ``meld``, ``merr``, ``demo`` ...)."""
+    samples: list[Sample]
+    features: FeatureSource
+    skipped: list[tuple[str, str]]
+    """(sample id, reason) of samples dropped because a needed file is missing (``on_missing: skip``)."""
+    frames: FrameReader = field(default_factory=FrameReader)
+    """Source of the image modality (packed frames from the feature store, else decoded from media)."""
+    excluded: dict[str, int] = field(default_factory=dict)
+    """Utterances the label setup leaves out (e.g. IEMOCAP ``xxx``): reason -> count."""
+
+
+def _features(data_cfg: Any, result: ReadResult, root: Path | None, dims: Mapping[str, int] | None) -> FeatureSource:
+    store = getattr(data_cfg, "feature_store", None)
+    if store:
+        path = resolve(root, store) if root is not None else Path(store)
+        return PackedFeatureStore(path, dims)
+    dirs = dict(result.feature_dirs)
+    for modality, folder in dict(getattr(data_cfg, "feature_dirs", None) or {}).items():
+        if modality not in FEATURE_MODALITIES:
+            raise CorpusError(f"data.feature_dirs names unknown modality {modality!r}; "
+                              f"expected {', '.join(FEATURE_MODALITIES)}")
+        dirs[modality] = resolve(root, folder) if root is not None else Path(folder)
+    return NpyFolderFeatures(dirs, dims)
+
+
+def _missing(samples: list[Sample], modalities: Sequence[str], features: FeatureSource,
+             frames: FrameReader) -> dict[str, str]:
+    """Sample id -> what is missing, checking each needed file once."""
+    missing: dict[str, str] = {}
+    for sample in samples:
+        for modality in modalities:
+            if modality == "image":
+                if not frames.has(sample):
+                    known = sample.meta.get("known_bad")
+                    missing[sample.id] = f"image: media {frames.describe(sample)} " + (known or "not found")
+                    break
+            elif not features.has(modality, sample.id):
+                missing[sample.id] = f"{modality}: {features.describe(modality, sample.id)} not found"
+                break
+    return missing
+
+
+def load_corpus(data_cfg: Any, modalities: Sequence[str], dims: Mapping[str, int] | None = None) -> Corpus:
+    """Read ``data_cfg.corpus`` and check that every file ``modalities`` need is present.
+
+    ``dims`` (modality -> feature width, from ``model.features.<m>.dim``) validates feature arrays. With
+    ``data.on_missing: skip`` samples lacking a needed file are dropped and listed in ``Corpus.skipped``;
+    with ``error`` the first missing files are named in the error. ``text`` features are sentence embeddings
+    of the transcripts, computed once and cached (``minigpt4.text_features``).
+    """
+    name = getattr(data_cfg, "corpus")
+    if name not in READERS:
+        raise CorpusError(f"data.corpus={name!r}: expected one of {', '.join(READERS)}")
+    for modality in modalities:
+        if modality not in MODALITIES:
+            raise CorpusError(f"unknown modality {modality!r}; expected {', '.join(MODALITIES)}")
+    result = READERS[name](data_cfg)
+    check_unique(result.samples, f"corpus {name}")
+    root = demo.root(data_cfg) if name == "demo" else Path(data_cfg.root).expanduser()
+    features = _features(data_cfg, result, root, dims)
+    store = getattr(data_cfg, "feature_store", None)
+    frames = FrameReader(str(getattr(data_cfg, "frame", "first")), resolve(root, store) if store else None)
+    if "text" in modalities:
+        from ..text_features import text_feature_store
+
+        features = RoutedFeatures({"text": text_feature_store(result.samples)}, fallback=features)
+
+    missing = _missing(result.samples, [m for m in modalities if m != "text"], features, frames)
+    skipped: list[tuple[str, str]] = []
+    if missing:
+        if getattr(data_cfg, "on_missing", "error") != "skip":
+            listed = "\n  ".join(f"{sid}: {why}" for sid, why in list(missing.items())[:MAX_LISTED])
+            more = f"\n  ... and {len(missing) - MAX_LISTED} more" if len(missing) > MAX_LISTED else ""
+            raise CorpusError(f"corpus {name}: {len(missing)} sample(s) lack a file needed by modalities "
+                              f"{list(modalities)} (set data.on_missing=skip to drop and report them):\n  "
+                              f"{listed}{more}")
+        skipped = list(missing.items())
+    samples = [s for s in result.samples if s.id not in missing]
+    if not samples:
+        raise CorpusError(f"corpus {name}: no samples left (read {len(result.samples)}, skipped {len(skipped)})")
+    return Corpus(name, result.label_set, samples, features, skipped, frames, result.excluded)

@@ -1,0 +1,177 @@
+"""EmotionLLaMA: frozen frame encoder + per-modality projectors + a Hugging Face causal LM with LoRA.
+
+The collator already placed ``n`` slot positions per modality in ``input_ids`` (see ``prompts.PromptBuilder``);
+the model embeds the text, projects every modality once for the whole batch and writes each into its slot
+positions with one ``masked_scatter``. No per-sample Python runs in ``forward``.
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers.modeling_outputs import CausalLMOutputWithPast
+
+from .projectors import make_projector
+from .prompts import SLOT_IDS
+from .vision import FrameEncoder
+
+
+class SlotCountError(ValueError):
+    """The prompt holds a different number of slot positions than the modality produced tokens."""
+
+
+class EmotionLLaMA(nn.Module):
+    def __init__(self, llm: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, vision: FrameEncoder | None,
+                 feature_dims: Mapping[str, int], feature_tokens: Mapping[str, int],
+                 projector_kinds: Mapping[str, str], projector_hidden: int = 0) -> None:
+        super().__init__()
+        self.llm = llm
+        self.tokenizer = tokenizer
+        self.vision = vision
+        width = llm.get_input_embeddings().embedding_dim
+        projectors: dict[str, nn.Module] = {}
+        if vision is not None:
+            projectors["image"] = nn.Linear(vision.width * vision.merge, width)
+            projectors["cls"] = nn.Linear(vision.width, width)
+        for name, dim in feature_dims.items():
+            projectors[name] = make_projector(projector_kinds[name], dim, width, projector_hidden)
+        self.projectors = nn.ModuleDict(projectors)
+        self.feature_tokens = dict(feature_tokens)
+
+    @property
+    def slot_tokens(self) -> dict[str, int]:
+        """How many LLM positions each slot occupies (what the prompt builder expands placeholders to)."""
+        out = dict(self.feature_tokens)
+        if self.vision is not None:
+            out.update(image=self.vision.tokens, cls=1)
+        return out
+
+    @property
+    def device(self) -> torch.device:
+        return self.llm.get_input_embeddings().weight.device
+
+    def modality_tokens(self, batch: Mapping) -> dict[str, torch.Tensor]:
+        """Project every modality present in the batch: slot -> [b, tokens, width]."""
+        out: dict[str, torch.Tensor] = {}
+        image = batch.get("image")
+        if image is not None and self.vision is not None:
+            patches, cls = self.vision(image.to(self.device, next(self.vision.parameters()).dtype))
+            proj_dtype = self.projectors["image"].weight.dtype
+            out["image"] = self.projectors["image"](patches.to(proj_dtype))
+            out["cls"] = self.projectors["cls"](cls.to(proj_dtype))
+        for name, feats in batch.get("features", {}).items():
+            proj = self.projectors[name]
+            out[name] = proj(feats.to(self.device, next(proj.parameters()).dtype))
+        return out
+
+    def embed(self, batch: Mapping) -> torch.Tensor:
+        """Text embeddings with every slot span replaced by its modality tokens: [b, s, width]."""
+        input_ids = batch["input_ids"].to(self.device)
+        slots = batch["slots"].to(self.device)
+        embeds = self.llm.get_input_embeddings()(input_ids)
+        tokens = self.modality_tokens(batch)
+        for name, slot_id in SLOT_IDS.items():
+            mask = slots == slot_id
+            if name not in tokens:
+                if bool(mask.any()):
+                    raise SlotCountError(f"the prompt has {name} positions but the batch carries no {name} input")
+                continue
+            feats = tokens[name]
+            per_sample = mask.sum(dim=1)
+            if bool((per_sample != feats.shape[1]).any()):
+                raise SlotCountError(
+                    f"{name}: the prompt holds {per_sample.tolist()} placeholder positions per sample but the "
+                    f"modality produced {feats.shape[1]} tokens per sample")
+            embeds = embeds.masked_scatter(mask.unsqueeze(-1), feats.to(embeds.dtype))
+        return embeds
+
+    def forward(self, batch: Mapping) -> CausalLMOutputWithPast:
+        """Causal-LM loss on answer tokens only (labels are -100 elsewhere), optionally weighted per sample."""
+        embeds = self.embed(batch)
+        mask = batch["attention_mask"].to(self.device)
+        labels = batch["labels"].to(self.device)
+        # Only positions from the earliest answer start onward need logits: the LM head over the whole
+        # prompt (hundreds of image tokens) would be wasted work.
+        answer = labels != -100
+        first = int(answer.float().argmax(dim=1).min())
+        keep = labels.shape[1] - first + 1 if first > 0 else labels.shape[1]
+        out = self.llm(inputs_embeds=embeds, attention_mask=mask, use_cache=False, logits_to_keep=keep)
+        logits = out.logits[:, :-1].float()
+        target = labels[:, labels.shape[1] - keep + 1:]
+        ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), ignore_index=-100,
+                             reduction="none").view_as(target)
+        weight = (target != -100).float()
+        if batch.get("weight") is not None:
+            weight = weight * batch["weight"].to(self.device, torch.float32).unsqueeze(1)
+        loss = (ce * weight).sum() / weight.sum().clamp(min=1e-8)
+        return CausalLMOutputWithPast(loss=loss, logits=out.logits)
+
+    @torch.no_grad()
+    def generate(self, batch: Mapping, max_new_tokens: int = 16) -> list[str]:
+        """Greedy answers for a left-padded prompt batch, with KV cache, stopping at EOS; one string each."""
+        embeds = self.embed(batch)
+        mask = batch["attention_mask"].to(self.device)
+        out = self.llm.generate(inputs_embeds=embeds, attention_mask=mask, max_new_tokens=max_new_tokens,
+                                do_sample=False, eos_token_id=self.tokenizer.eos_token_id,
+                                pad_token_id=self.tokenizer.pad_token_id, use_cache=True)
+        return [t.strip() for t in self.tokenizer.batch_decode(out, skip_special_tokens=True)]
+
+    @torch.no_grad()
+    def score(self, batch: Mapping, candidates: list[list[int]]) -> torch.Tensor:
+        """Log-likelihood of each candidate answer (token ids incl. EOS) after each prompt: [b, c].
+
+        The prompt runs once; its KV cache is repeated per candidate and all candidates run in one forward.
+        """
+        embeds = self.embed(batch)
+        mask = batch["attention_mask"].to(self.device)
+        b, c = embeds.shape[0], len(candidates)
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        out = self.llm(inputs_embeds=embeds, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
+        first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
+        length = max(len(x) for x in candidates)
+        cand = torch.full((c, length), self.tokenizer.pad_token_id, dtype=torch.long, device=self.device)
+        cand_mask = torch.zeros((c, length), dtype=torch.long, device=self.device)
+        for j, ids in enumerate(candidates):
+            cand[j, : len(ids)] = torch.tensor(ids, device=self.device)
+            cand_mask[j, : len(ids)] = 1
+        total = first[:, cand[:, 0]]
+        if length > 1:
+            cache = out.past_key_values
+            cache.batch_repeat_interleave(c)
+            ids = cand[:, :-1].repeat(b, 1)
+            full_mask = torch.cat([mask.repeat_interleave(c, 0), cand_mask[:, :-1].repeat(b, 1)], dim=1)
+            step_pos = pos[:, -1:].repeat_interleave(c, 0) + 1 + torch.arange(length - 1, device=self.device)
+            rest = self.llm(input_ids=ids, attention_mask=full_mask, position_ids=step_pos, past_key_values=cache,
+                            use_cache=False).logits.float().log_softmax(-1)
+            target = cand[:, 1:].repeat(b, 1)
+            picked = rest.gather(-1, target.unsqueeze(-1)).squeeze(-1) * cand_mask[:, 1:].repeat(b, 1)
+            total = total + picked.sum(-1).view(b, c)
+        return total
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """The parameters a checkpoint holds: projectors and LoRA adapters (the backbone stays frozen)."""
+        return {n: p.detach() for n, p in self.named_parameters() if p.requires_grad}
+
+    def load_trainable_state_dict(self, state: Mapping[str, torch.Tensor], source: str = "checkpoint") -> None:
+        """Load trainable weights after checking coverage: no expected key missing, no stray key."""
+        expected = {n for n, p in self.named_parameters() if p.requires_grad}
+        missing = sorted(expected - set(state))
+        stray = sorted(set(state) - expected)
+        if missing or stray:
+            raise KeyError(f"{source}: trainable weights do not match the model; missing: {missing or 'none'}; "
+                           f"unexpected: {stray or 'none'}")
+        params = dict(self.named_parameters())
+        with torch.no_grad():
+            for name, value in state.items():
+                if params[name].shape != value.shape:
+                    raise ValueError(f"{source}: {name} has shape {tuple(value.shape)}, the model expects "
+                                     f"{tuple(params[name].shape)}")
+                params[name].copy_(value)
+
+    def trainable_summary(self) -> str:
+        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in self.parameters())
+        return f"trainable parameters: {trainable:,} of {total:,} ({100 * trainable / total:.2f}%)"

@@ -1,0 +1,36 @@
+"""The one record type every corpus reader returns; nothing downstream knows which corpus it came from."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+MODALITIES: tuple[str, ...] = ("image", "face", "video", "audio", "text")
+"""Every modality a sample can carry. ``image`` is a frame read from ``Sample.media``; the rest are
+precomputed feature arrays keyed by sample id (``text`` is the transcript's sentence embedding)."""
+
+FEATURE_MODALITIES: tuple[str, ...] = ("face", "video", "audio", "text")
+
+
+@dataclass(frozen=True)
+class Sample:
+    id: str
+    """Unique in its corpus; the split is part of the id where raw ids repeat across splits (MELD)."""
+    labels: tuple[str, ...]
+    """Canonical label names; the first is the primary label, more than one means multi-label."""
+    text: str | None = None
+    """Transcript of the utterance."""
+    reason: str | None = None
+    """Explanation used as the answer of the ``reason`` task (MERR)."""
+    group: str | None = None
+    """What folds split on: IEMOCAP session, MELD dialogue, demo session."""
+    media: str | None = None
+    """Video or frame file for the image modality."""
+    context: tuple[str, ...] = ()
+    """Earlier utterances of the same dialogue, oldest first."""
+    split: str | None = None
+    """Split given by the corpus itself (``train``/``dev``/``test``), None where the corpus has none."""
+    meta: dict = field(default_factory=dict, compare=False, hash=False)
+    """Corpus-specific extras (valence, vote counts, speaker); never needed downstream."""
+
+    @property
+    def label(self) -> str:
+        return self.labels[0]
