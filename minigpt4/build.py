@@ -60,7 +60,8 @@ def build_llm(model_cfg: DictConfig, tokenizer: PreTrainedTokenizerBase) -> PreT
             num_hidden_layers=llm_cfg.num_layers, num_attention_heads=llm_cfg.num_heads,
             num_key_value_heads=llm_cfg.num_kv_heads, max_position_embeddings=llm_cfg.max_position_embeddings,
             bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False)
+            pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False,
+            initializer_range=llm_cfg.initializer_range)
         model = LlamaForCausalLM(config).to(dtype)
     else:
         path = _local_dir(llm_cfg, "path", model_cfg.preset)

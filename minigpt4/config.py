@@ -62,6 +62,10 @@ class LLMConfig:
     num_kv_heads: int = 2
     intermediate_size: int = 128
     max_position_embeddings: int = 512
+    initializer_range: float = 0.02
+    """Init std of the tiny backbone. The tiny preset uses 0.5: a frozen random LM head at 0.02 cannot give
+    any token more than about 2 nats of margin, so nothing would be learnable (trained heads have no such
+    limit)."""
     dtype: str = "float32"
     """Weight dtype of the frozen backbone: float32, bfloat16 or float16."""
     prompt_template: str = "[INST] {} [/INST]"
@@ -193,6 +197,8 @@ class EvalConfig:
     """Modality subsets evaluated one after another into ablation.md / ablation.json."""
     prompts: int = 0
     """Evaluate this many instructions of the pool (prompt sensitivity); 0 uses one."""
+    max_samples: int = 0
+    """Evaluate only the first N samples of the split (0: all): quick checks, tests and benchmarks."""
 
 
 @dataclass

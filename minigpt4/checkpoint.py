@@ -1,0 +1,137 @@
+"""Checkpoint folders: trainable weights, the resolved config, the tokenizer and (for resume) the loop state.
+
+Layout of one folder::
+
+    trainable.safetensors   projectors + LoRA adapters (``EmotionLLaMA.trainable_state_dict``)
+    config.yaml             the resolved run config
+    tokenizer/              the packaged tiny tokenizer (absent when the config names a fixed tokenizer path)
+    state.pt                optimizer, scheduler, step, epoch, position in the epoch, RNG states (resume only)
+    deepspeed/              the DeepSpeed engine's own checkpoint (resume of DeepSpeed runs only)
+
+A folder is written under a temporary name and renamed into place, so a crash never leaves a folder that
+looks complete but is not: readers only ever see a finished checkpoint or none.
+"""
+from __future__ import annotations
+
+import os
+import random
+import re
+import shutil
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from safetensors.torch import load_file, save_file
+
+from .config import save_config
+from .model import EmotionLLaMA
+
+WEIGHTS = "trainable.safetensors"
+STATE = "state.pt"
+CONFIG = "config.yaml"
+TOKENIZER = "tokenizer"
+_STEP_DIR = re.compile(r"^step_(\d+)$")
+
+
+def tokenizer_is_packaged(cfg: DictConfig) -> bool:
+    """True when the run uses the packaged tiny tokenizer, which then travels with every checkpoint."""
+    return cfg.model.llm.path is None and not cfg.model.llm.tokenizer_path
+
+
+def write_checkpoint(folder: str | Path, model: EmotionLLaMA, cfg: DictConfig, state: dict[str, Any] | None = None,
+                     extra: Callable[[Path], None] | None = None) -> Path:
+    """Write a checkpoint atomically: everything goes to ``.<name>.tmp`` which is then renamed to ``folder``.
+
+    ``extra(tmp_folder)`` adds files before the rename (the DeepSpeed engine state). An existing ``folder`` is
+    replaced only once the new one is complete.
+    """
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.parent / f".{folder.name}.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.trainable_state_dict().items()}
+    save_file(tensors, str(tmp / WEIGHTS))
+    save_config(cfg, tmp / CONFIG)
+    if tokenizer_is_packaged(cfg):
+        model.tokenizer.save_pretrained(str(tmp / TOKENIZER))
+    if state is not None:
+        torch.save(state, tmp / STATE)
+    if extra is not None:
+        extra(tmp)
+    publish(tmp, folder)
+    return folder
+
+
+def publish(tmp: Path, folder: Path) -> None:
+    """Rename a finished ``tmp`` folder to ``folder``, replacing an older ``folder`` only after the rename."""
+    old = folder.parent / f".{folder.name}.old"
+    if old.exists():
+        shutil.rmtree(old)
+    if folder.exists():
+        os.replace(folder, old)
+    os.replace(tmp, folder)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def weights_file(path: str | Path) -> Path:
+    """The safetensors file of a checkpoint folder, or ``path`` itself when it is a ``.safetensors`` file."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / WEIGHTS
+    if not path.is_file():
+        raise FileNotFoundError(f"model.checkpoint: no trainable weights at {path} (expected a checkpoint folder "
+                                f"holding {WEIGHTS}, or a .safetensors file)")
+    return path
+
+
+def load_trainable(model: EmotionLLaMA, path: str | Path) -> None:
+    """Load a checkpoint's trainable weights; any missing or unexpected key is an error that names it."""
+    file = weights_file(path)
+    model.load_trainable_state_dict(load_file(str(file)), source=str(file))
+
+
+def load_state(folder: str | Path) -> dict[str, Any]:
+    """The resume state of a checkpoint folder (written by training, not part of ``final/``)."""
+    file = Path(folder) / STATE
+    if not file.is_file():
+        raise FileNotFoundError(f"{file} not found: {folder} is not a resumable checkpoint (run.resume)")
+    return torch.load(file, map_location="cpu", weights_only=False)
+
+
+def rng_state() -> dict[str, Any]:
+    """Python, NumPy and torch (CPU and current CUDA device) generator states."""
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+def step_folders(root: str | Path) -> list[Path]:
+    """Finished ``step_<N>`` folders under ``root``, oldest step first (temporary folders never match)."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in root.iterdir() if (m := _STEP_DIR.match(p.name)) and p.is_dir()]
+    return [p for _, p in sorted(found)]
+
+
+def prune(root: str | Path, keep_last: int, keep: Path | None = None) -> None:
+    """Delete step folders except the newest ``keep_last`` and ``keep`` (the best so far)."""
+    folders = step_folders(root)
+    survivors = set(folders[-keep_last:]) if keep_last > 0 else set()
+    for folder in folders:
+        if folder not in survivors and (keep is None or folder.resolve() != keep.resolve()):
+            shutil.rmtree(folder)
