@@ -232,8 +232,27 @@ def _merge(base: DictConfig, other: Any, source: str) -> DictConfig:
         raise ConfigError(f"{source}: bad config key {key!r}: {err.msg if hasattr(err, 'msg') else err}") from None
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
-    """Schema <- model preset <- YAML file <- ``key=value`` overrides, validated against the schema."""
+def missing_keys(conf: Any, prefix: str = "") -> list[str]:
+    """Dotted keys whose value is ``???`` (required, not yet set)."""
+    out: list[str] = []
+    if isinstance(conf, DictConfig):
+        for key in conf.keys():
+            full = f"{prefix}{key}"
+            if OmegaConf.is_missing(conf, key):
+                out.append(full)
+            else:
+                out.extend(missing_keys(conf[key], full + "."))
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
+                allow_missing: bool = False) -> DictConfig:
+    """Schema <- model preset <- YAML file <- ``key=value`` overrides, validated against the schema.
+
+    ``???`` in a preset or file marks a required local path. OmegaConf's merge would silently keep the
+    earlier value, so required keys are tracked across sources; unless ``allow_missing`` (used to validate
+    shipped templates), any still unset is an error listing them all.
+    """
     cfg = OmegaConf.structured(Config)
     file_cfg = OmegaConf.create()
     if path is not None:
@@ -246,10 +265,20 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     except OmegaConfBaseException as err:
         raise ConfigError(f"command line: cannot parse overrides {list(overrides)}: {err}") from None
     preset = OmegaConf.select(cli_cfg, "model.preset") or OmegaConf.select(file_cfg, "model.preset") or "tiny"
-    cfg = _merge(cfg, OmegaConf.load(preset_path("model", preset)), f"preset model/{preset}")
-    cfg = _merge(cfg, file_cfg, str(path) if path else "config")
-    cfg = _merge(cfg, cli_cfg, "command line")
-    validate(cfg, str(path) if path else "config")
+    required: set[str] = set()
+    for source, conf in ((f"preset model/{preset}", OmegaConf.load(preset_path("model", preset))),
+                         (str(path) if path else "config", file_cfg), ("command line", cli_cfg)):
+        required -= {k for k in required if OmegaConf.select(conf, k, default=None) is not None}
+        required |= set(missing_keys(conf))
+        cfg = _merge(cfg, conf, source)
+    for key in sorted(required):
+        OmegaConf.update(cfg, key, MISSING)
+    source = str(path) if path else "config"
+    if required and not allow_missing:
+        raise ConfigError(f"{source}: required keys are not set: {', '.join(sorted(required))} (set them in the "
+                          f"file or as key=value overrides; they name local files or folders, nothing is "
+                          f"downloaded)")
+    validate(cfg, source)
     return cfg
 
 

@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
-import torch.distributed as dist
+import torch.distributed as tdist
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
+from . import dist
 from .collate import Collator
 from .data import EmotionDataset
 from .labels import LabelSet
@@ -26,12 +27,6 @@ from .report import HEADLINE, Prediction, mean_std, write_report, write_table
 from .samples import MODALITIES
 
 log = logging.getLogger(__name__)
-
-
-def _rank_world() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
 
 
 def _shard(n: int, rank: int, world: int) -> range:
@@ -70,7 +65,7 @@ def predict(model: EmotionLLaMA, dataset: EmotionDataset, cfg: DictConfig) -> li
     ev = cfg.eval
     label_set, label_mode = dataset.corpus.label_set, cfg.data.label_mode
     n = min(len(dataset), ev.max_samples) if ev.max_samples > 0 else len(dataset)
-    rank, world = _rank_world()
+    rank, world = dist.rank(), dist.world_size()
     loader = DataLoader(Subset(dataset, _shard(n, rank, world)), batch_size=ev.batch_size, shuffle=False,
                         num_workers=cfg.run.num_workers, collate_fn=Collator(model.tokenizer.pad_token_id, "prompt"))
     candidates = [dataset.builder.encode_answer(label) for label in label_set.labels]
@@ -96,7 +91,7 @@ def predict(model: EmotionLLaMA, dataset: EmotionDataset, cfg: DictConfig) -> li
     if world == 1:
         return preds
     gathered: list[list[Prediction]] | None = [[] for _ in range(world)] if rank == 0 else None
-    dist.gather_object(preds, gathered, dst=0)
+    tdist.gather_object(preds, gathered, dst=0)
     return [p for shard in gathered for p in shard] if gathered is not None else []
 
 
@@ -109,9 +104,8 @@ def evaluate_dataset(model: EmotionLLaMA, dataset: EmotionDataset, cfg: DictConf
     ranks of a training run take the same checkpoint decisions.
     """
     preds = predict(model, dataset, cfg)
-    rank, world = _rank_world()
     metrics: dict | None = None
-    if rank == 0:
+    if dist.is_main():
         label_set, label_mode = dataset.corpus.label_set, cfg.data.label_mode
         if out_dir is None:
             metrics = compute_metrics([p.gold for p in preds], [p.pred for p in preds], label_set, label_mode)
@@ -125,11 +119,7 @@ def evaluate_dataset(model: EmotionLLaMA, dataset: EmotionDataset, cfg: DictConf
                                    title or f"{dataset.corpus.name} {cfg.eval.split} ({cfg.eval.mode})", run_info)
         log.info("%s: %s", cfg.eval.split, ", ".join(f"{k} {metrics[k]:.4f}" for k in HEADLINE
                                                        if isinstance(metrics.get(k), float)))
-    if world > 1:
-        box = [metrics]
-        dist.broadcast_object_list(box, src=0)
-        metrics = box[0]
-    return metrics
+    return dist.broadcast_object(metrics)
 
 
 def _with(cfg: DictConfig, **data: Any) -> DictConfig:
@@ -161,7 +151,7 @@ def modality_ablation(model: EmotionLLaMA, data: Any, cfg: DictConfig, subsets: 
                                    out_dir / "ablation" / name, extra={"ablation": name})
         rows.append({"modalities": name, **_row(metrics)})
         columns = ["modalities", *_columns(metrics)]
-    if _rank_world()[0] == 0:
+    if dist.is_main():
         write_table(out_dir, "ablation", rows, columns)
     return rows
 
@@ -181,7 +171,7 @@ def prompt_sensitivity(model: EmotionLLaMA, data: Any, cfg: DictConfig, count: i
         rows.append({"instruction": i, "prompt": pool[i], **_row(metrics)})
     keys = [k for k in rows[0] if k not in ("instruction", "prompt")]
     summary = {"instruction": "mean ± std", "prompt": "", **{k: mean_std([r[k] for r in rows]) for k in keys}}
-    if _rank_world()[0] == 0:
+    if dist.is_main():
         write_table(out_dir, "prompts", [*rows, summary], ["instruction", "prompt", *keys])
     return rows
 

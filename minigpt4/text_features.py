@@ -74,7 +74,7 @@ def text_feature_store(samples: Sequence[Sample], cache_dir: str | Path | None =
     if not (folder / "index.json").is_file():
         arrays = {}
         for name, values in fields.items():
-            unique = sorted(set(values), key=len)  # templated or repeated lines are embedded once
+            unique = sorted(set(values), key=lambda t: (len(t), t))  # templated or repeated lines are embedded once
             row = {text: i for i, text in enumerate(unique)}
             embedded = embed_texts(unique)
             arrays[name] = {s.id: embedded[row[v]][None] for s, v in zip(samples, values)}

@@ -1,0 +1,86 @@
+"""Evaluate a checkpoint, or rescore saved predictions without a model.
+
+    python eval_emotion.py --cfg-path eval_configs/demo.yaml model.checkpoint=runs/demo/final [key=value ...]
+    torchrun --nproc-per-node 4 eval_emotion.py --cfg-path eval_configs/eval_emotion.yaml ...
+    python eval_emotion.py --from-predictions runs/x/predictions.jsonl --labels happy,sad,neutral,angry \
+        --output-dir runs/x_rescored [--label-mode multi]
+
+A model run writes into ``run.output_dir``: metrics.json, predictions.jsonl, report.md, report.txt, run.json,
+confusion_matrix.png, confusion_matrix_normalized.png and the resolved config.yaml, plus ablation.* /
+prompts.* when ``eval.ablations`` / ``eval.prompts`` ask for them.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    from minigpt4.config import split_cli
+
+    rest, overrides = split_cli(argv)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cfg-path", help="evaluation YAML (eval_configs/...); omitted: the built-in demo setup")
+    parser.add_argument("--from-predictions", type=Path, help="rescore this predictions.jsonl (no model)")
+    parser.add_argument("--labels", help="with --from-predictions: label-set name or comma-separated labels, "
+                                         "in report order")
+    parser.add_argument("--output-dir", type=Path, help="with --from-predictions: where to write (default: "
+                                                        "the predictions file's folder)")
+    parser.add_argument("--label-mode", choices=("single", "multi"),
+                        help="with --from-predictions (default: multi when any sample has several gold labels)")
+    args = parser.parse_args(rest)
+    if args.from_predictions is None:
+        for flag in ("labels", "output_dir", "label_mode"):
+            if getattr(args, flag) is not None:
+                parser.error(f"--{flag.replace('_', '-')} only applies with --from-predictions")
+    else:
+        if args.labels is None:
+            parser.error("--from-predictions needs --labels (a label-set name or a comma-separated list)")
+        if args.cfg_path or overrides:
+            parser.error("--from-predictions takes no --cfg-path and no key=value overrides")
+    return args, overrides
+
+
+def rescore_main(args: argparse.Namespace) -> dict:
+    # Only the report stack is imported: rescoring needs no model, torch or data.
+    from minigpt4.report import rescore
+
+    if not args.from_predictions.is_file():
+        raise SystemExit(f"--from-predictions: file not found: {args.from_predictions}")
+    return rescore(args.from_predictions, args.labels, args.label_mode, args.output_dir)
+
+
+def evaluate_main(args: argparse.Namespace, overrides: list[str]) -> dict | None:
+    from minigpt4 import dist
+    from minigpt4.build import build_model
+    from minigpt4.config import load_config, save_config
+    from minigpt4.evaluation import run_evaluation
+
+    cfg = load_config(args.cfg_path, overrides)
+    info = dist.init_distributed()
+    out_dir = Path(cfg.run.output_dir)
+    dist.setup_logging(out_dir / "eval.log", info.is_main)
+    try:
+        if info.is_main:
+            save_config(cfg, out_dir / "config.yaml")
+        model = build_model(cfg).to(info.device)
+        metrics = run_evaluation(cfg, model, out_dir)
+        dist.barrier()
+    finally:
+        dist.cleanup()
+    return metrics if info.is_main else None
+
+
+def main(argv: list[str] | None = None) -> None:
+    args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
+    metrics = rescore_main(args) if args.from_predictions is not None else evaluate_main(args, overrides)
+    if metrics is not None:
+        from minigpt4.report import HEADLINE
+
+        print(json.dumps({k: metrics[k] for k in HEADLINE if k in metrics}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""Typed config errors, presets, and the single prompt builder shared by training and evaluation."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from minigpt4.build import build_model, build_tokenizer
+from minigpt4.config import ConfigError, load_config
+from minigpt4.prompts import SLOT_IDS, PromptBuilder, emotion_pool
+from minigpt4.labels import get_label_set
+from minigpt4.tiny_tokenizer import ASSET_DIR, train
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_unknown_key_names_key_and_file(tmp_path):
+    path = write(tmp_path, "model:\n  llm:\n    hiden_size: 32\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert "hiden_size" in str(err.value) and str(path) in str(err.value)
+
+
+def test_wrong_type_names_key_and_file(tmp_path):
+    path = write(tmp_path, "run:\n  max_steps: many\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert "max_steps" in str(err.value) and str(path) in str(err.value)
+
+
+def test_bad_choice_and_override_errors(tmp_path):
+    with pytest.raises(ConfigError, match="data.ablation='blank' is not one of drop, zero"):
+        load_config(None, ["data.ablation=blank"])
+    with pytest.raises(ConfigError, match="unknown modality 'smell'"):
+        load_config(None, ["data.modalities=[audio,smell]"])
+    with pytest.raises(ConfigError, match="command line.*nope"):
+        load_config(None, ["run.nope=1"])
+
+
+def test_overrides_beat_file_and_preset(tmp_path):
+    path = write(tmp_path, "run:\n  lr: 0.5\n  max_steps: 3\n")
+    cfg = load_config(path, ["run.max_steps=7"])
+    assert cfg.run.lr == 0.5 and cfg.run.max_steps == 7
+    assert cfg.model.llm.initializer_range == 0.5  # from the tiny preset
+
+
+def test_real_preset_fails_clearly_without_paths():
+    with pytest.raises(ConfigError, match="required keys are not set: model.llm.path, model.vision.checkpoint"):
+        load_config(None, ["model.preset=llama2_7b"])
+    cfg = load_config(None, ["model.preset=llama2_7b"], allow_missing=True)
+    assert OmegaConf.is_missing(cfg.model.llm, "path")
+    with pytest.raises(ConfigError, match="model.llm.path is required by model preset 'llama2_7b'"):
+        build_model(cfg)
+    cfg = load_config(None, ["model.preset=llama2_7b", "model.llm.path=/nonexistent/llama",
+                             "model.vision.checkpoint=/nonexistent/eva.pth"])
+    with pytest.raises(FileNotFoundError, match="/nonexistent/llama"):
+        build_tokenizer(cfg.model)
+
+
+def test_unknown_preset_lists_available():
+    with pytest.raises(ConfigError, match="available: llama2_7b.*tiny"):
+        load_config(None, ["model.preset=gpt5"])
+
+
+@pytest.fixture(scope="module")
+def builder():
+    tok = build_tokenizer(load_config(None).model)
+    return PromptBuilder(tok, {"image": 4, "cls": 1, "face": 1, "video": 1, "audio": 1, "text": 1}, "[INST] {} [/INST]")
+
+
+def test_prompt_text_reproduces_upstream_template(builder):
+    text = builder.instruction("emotion", "Please determine which emotion label in the video represents: happy.",
+                               ["image", "cls", "face", "video", "audio"], "I am fine")
+    assert text == ("<video><ImageHere></video> <feature><FaceHere><VideoHere><AudioHere><ClsHere></feature> "
+                    "The person in video says: I am fine.  [emotion] Please determine which emotion label in the "
+                    "video represents: happy. ")
+    assert emotion_pool(get_label_set("merr"), "single")[0] == (
+        "Please determine which emotion label in the video represents: happy, sad, neutral, angry, worried, "
+        "surprise, fear, contempt, doubt.")
+
+
+def test_prompt_token_ids_are_pinned_with_one_bos(builder):
+    enc = builder.build("emotion", "Which emotion?", ["audio", "text"], "Oh no")
+    bos = builder.tokenizer.bos_token_id
+    assert enc.ids.count(bos) == 1 and enc.ids[0] == bos
+    assert enc.slots.count(SLOT_IDS["audio"]) == 1 and enc.slots.count(SLOT_IDS["text"]) == 1
+    assert enc.ids == PINNED_IDS
+    answer = builder.encode_answer("happy")
+    assert answer[-1] == builder.tokenizer.eos_token_id and len(answer) == 2
+
+
+# The committed tiny tokenizer's ids of that prompt: a change here means every saved run's prompts changed.
+PINNED_IDS = [1, 631, 807, 64, 805, 806, 33, 3, 3, 224, 801, 806, 33, 730, 472, 302, 368, 1061, 29, 409, 75, 2259, 17,
+              224, 631, 358, 64, 683, 367, 34, 224, 1116, 807, 64]
+
+
+def test_training_and_evaluation_share_the_prompt():
+    """Both paths build examples through EmotionDataset; train-mode collation appends the answer to the very
+    same prompt ids that prompt-mode collation left-pads."""
+    from minigpt4.collate import Collator
+
+    cfg = load_config(None, ["data.modalities=[audio]"])
+    model = build_model(cfg)
+    b = PromptBuilder(model.tokenizer, model.slot_tokens, cfg.model.llm.prompt_template)
+    enc = b.build("emotion", "Which emotion?", ["audio"], "Oh no")
+    ex = {"id": "a", "gold": ["sad"], "ids": enc.ids, "slots": enc.slots, "answer": b.encode_answer("sad"),
+          "features": {}, "image": None, "weight": None}
+    train = Collator(model.tokenizer.pad_token_id)([ex])
+    prompt = Collator(model.tokenizer.pad_token_id, "prompt")([ex])
+    n = len(enc.ids)
+    assert train["input_ids"][0, :n].tolist() == prompt["input_ids"][0].tolist() == enc.ids
+
+
+def test_tiny_tokenizer_rebuilds_identically(tmp_path):
+    train(tmp_path)
+    assert (tmp_path / "tokenizer.json").read_bytes() == (ASSET_DIR / "tokenizer.json").read_bytes()
