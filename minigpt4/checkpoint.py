@@ -18,7 +18,7 @@ import random
 import re
 import shutil
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,19 +40,29 @@ def tokenizer_is_packaged(cfg: DictConfig) -> bool:
     return cfg.model.llm.path is None and not cfg.model.llm.tokenizer_path
 
 
-def write_checkpoint(folder: str | Path, model: EmotionLLaMA, cfg: DictConfig, state: dict[str, Any] | None = None,
-                     extra: Callable[[Path], None] | None = None) -> Path:
-    """Write a checkpoint atomically: everything goes to ``.<name>.tmp`` which is then renamed to ``folder``.
-
-    ``extra(tmp_folder)`` adds files before the rename (the DeepSpeed engine state). An existing ``folder`` is
-    replaced only once the new one is complete.
-    """
+def staging_path(folder: str | Path) -> Path:
+    """Where ``folder`` is assembled before the rename (hidden, so ``step_folders`` never lists it)."""
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = folder.parent / f".{folder.name}.tmp"
+    return folder.parent / f".{folder.name}.tmp"
+
+
+def stage(folder: str | Path) -> Path:
+    """Create an empty staging folder for ``folder`` (a leftover from a crashed write is discarded)."""
+    tmp = staging_path(folder)
     if tmp.exists():
         shutil.rmtree(tmp)
-    tmp.mkdir()
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def write_checkpoint(folder: str | Path, model: EmotionLLaMA, cfg: DictConfig, state: dict[str, Any] | None = None,
+                     tmp: Path | None = None) -> Path:
+    """Write weights, config, tokenizer and ``state`` into the staging folder, then rename it to ``folder``.
+
+    ``tmp`` is a staging folder that already holds files (DeepSpeed's engine state, written by every rank).
+    """
+    folder = Path(folder)
+    tmp = tmp or stage(folder)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.trainable_state_dict().items()}
     save_file(tensors, str(tmp / WEIGHTS))
     save_config(cfg, tmp / CONFIG)
@@ -60,10 +70,20 @@ def write_checkpoint(folder: str | Path, model: EmotionLLaMA, cfg: DictConfig, s
         model.tokenizer.save_pretrained(str(tmp / TOKENIZER))
     if state is not None:
         torch.save(state, tmp / STATE)
-    if extra is not None:
-        extra(tmp)
     publish(tmp, folder)
     return folder
+
+
+def export_final(src: str | Path, dst: str | Path) -> Path:
+    """Copy a checkpoint's weights, config and tokenizer (no resume state) to ``dst``, atomically."""
+    src, dst = Path(src), Path(dst)
+    tmp = stage(dst)
+    shutil.copy2(src / WEIGHTS, tmp / WEIGHTS)
+    shutil.copy2(src / CONFIG, tmp / CONFIG)
+    if (src / TOKENIZER).is_dir():
+        shutil.copytree(src / TOKENIZER, tmp / TOKENIZER)
+    publish(tmp, dst)
+    return dst
 
 
 def publish(tmp: Path, folder: Path) -> None:

