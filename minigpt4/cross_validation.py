@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -131,7 +132,7 @@ def eval_section(opts: Options, base: DictConfig) -> DictConfig:
     Only that section is taken from the eval config: a fold is always evaluated with the model and data of
     its own training config, or the checkpoint would not match what it is fed.
     """
-    section = OmegaConf.create(OmegaConf.to_container(base.eval, resolve=True))
+    section = base.eval.copy()
     if opts.eval_cfg is not None:
         section = load_config(opts.eval_cfg, [o for o in opts.overrides if o.startswith("eval.")]).eval
     if opts.ablations:
@@ -185,8 +186,7 @@ def unit_dir_name(unit: str) -> str:
 
 def eval_config(train_cfg: DictConfig, section: DictConfig, unit: str, out: Path) -> DictConfig:
     """The unit's training config with its ``final/`` checkpoint, the eval section and the split to score."""
-    cfg = train_cfg.copy()
-    cfg.eval = section
+    cfg = OmegaConf.merge(train_cfg, {"eval": section})
     cfg.eval.split = "test" if unit == TEST else "fold"
     cfg.model.checkpoint = str(Path(train_cfg.run.output_dir) / "final")
     cfg.run.output_dir = str(out)
@@ -229,7 +229,7 @@ def prepare_run_dir(out: Path, identity: dict[str, Any], base: DictConfig, opts:
             shutil.rmtree(out)
         elif stored["fingerprint"] != digest:
             old, new = _flat(stored["identity"]), _flat(json.loads(json.dumps(identity, default=str)))
-            diff = [f"{k}: {old.get(k, '<unset>')!r} -> {new.get(k, '<unset>')!r}"
+            diff = [f"{k.removeprefix('config.')}: {old.get(k, '<unset>')!r} -> {new.get(k, '<unset>')!r}"
                     for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k)]
             raise CrossValidationError(
                 f"{out} holds a run of a different configuration:\n  " + "\n  ".join(diff[:20])
@@ -269,7 +269,9 @@ def _python(script: Path, nproc: int) -> list[str]:
 
 
 def _has_checkpoint(unit_dir: Path) -> bool:
-    return any((unit_dir / "checkpoints").glob("step_*"))
+    """A finished ``checkpoints/step_<N>`` folder to resume from (temporary ``.step_<N>.tmp`` ones never count)."""
+    folder = unit_dir / "checkpoints"
+    return folder.is_dir() and any(re.fullmatch(r"step_\d+", p.name) and p.is_dir() for p in folder.iterdir())
 
 
 def run_unit(unit: str, base: DictConfig, section: DictConfig, opts: Options, progress: Any) -> dict:

@@ -200,6 +200,8 @@ class FrameReader:
 
     def __init__(self, which: str = "first", store: str | Path | None = None) -> None:
         self.which = str(which)
+        if self.which not in ("first", "middle") and not self.which.isdigit():
+            raise FrameError(f"data.frame={self.which!r}: expected 'first', 'middle' or a frame index")
         self.packed = PackedFrames(store, self.which) if store and PackedFrames.exists(store, self.which) else None
 
     def has(self, sample: Sample) -> bool:

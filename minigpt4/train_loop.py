@@ -233,6 +233,7 @@ def _fit(cfg: DictConfig, info: dist.DistInfo, out: Path) -> Path:
     data = prepare_data(cfg, model)
     train_set = data.dataset("train", cfg, model, train=True)
     val_set = data.dataset("val", cfg, model) if data.splits["val"] else None
+    val_cfg = OmegaConf.merge(cfg, {"eval": {"split": "val"}})  # reports name the split they score
     collate = Collator(model.tokenizer.pad_token_id, "train")
     sampler = make_sampler(train_set, cfg, info)
     micro_per_epoch = len(sampler) // run.batch_size
@@ -323,7 +324,8 @@ def _fit(cfg: DictConfig, info: dist.DistInfo, out: Path) -> Path:
 
         val_loss = validation_loss(model, val_set, cfg, info, autocast())
         with autocast():
-            metrics = {k: v for k, v in evaluate_dataset(model, val_set, cfg).items() if isinstance(v, (int, float))}
+            metrics = {k: v for k, v in evaluate_dataset(model, val_set, val_cfg).items()
+                       if isinstance(v, (int, float))}
         metrics["loss"] = val_loss
         if run.best_metric not in metrics:
             raise ConfigError(f"run.best_metric={run.best_metric!r} is not a validation metric; available: "
@@ -357,7 +359,7 @@ def _fit(cfg: DictConfig, info: dist.DistInfo, out: Path) -> Path:
                         with autocast():
                             loss = wrapped(batch).loss
                         scaler.scale(loss / run.grad_accum).backward()
-                window += torch.tensor([float(loss), 1, len(batch["ids"]), int(batch["attention_mask"].sum())],
+                window += torch.tensor([loss.detach().item(), 1, len(batch["ids"]), int(batch["attention_mask"].sum())],
                                        dtype=torch.float64)
             if engine is not None:
                 grad_norm = float(engine.get_global_grad_norm() or 0.0)

@@ -92,12 +92,14 @@ def test_missing_media_only_matters_for_image(tmp_path):
                           ("test", "output_repeated_splits_test")):
         (root / folder).mkdir()
     for name in ("train_splits/dia0_utt0", "train_splits/dia0_utt1", "train_splits/dia0_utt3",
-                 "train_splits/dia1_utt0", "dev_splits_complete/dia0_utt0", "output_repeated_splits_test/dia0_utt0"):
+                 "train_splits/dia1_utt0", "train_splits/dia125_utt3", "dev_splits_complete/dia0_utt0",
+                 "output_repeated_splits_test/dia0_utt0"):
         (root / f"{name}.mp4").write_bytes(b"")
     assert len(load_corpus(cfg(root), []).samples) == 8
     with pytest.raises(CorpusError, match="2 sample\\(s\\) lack a file") as err:
         load_corpus(cfg(root), ["image"])
     assert "dev_dia110_utt7" in str(err.value) and "missing from the MELD release" in str(err.value)
+    assert "train_dia125_utt3" in str(err.value) and "corrupted in the MELD release" in str(err.value)
     corpus = load_corpus(cfg(root, on_missing="skip"), ["image"])
     assert sorted(sid for sid, _ in corpus.skipped) == ["dev_dia110_utt7", "train_dia125_utt3"]
     assert len(corpus.samples) == 6

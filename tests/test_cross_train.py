@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from minigpt4.cross_validation import (
 from minigpt4.splits import cv_pool
 
 REPO = Path(__file__).resolve().parents[1]
-DEMO = Path("/tmp/xdemo.yaml")
+DEMO = REPO / "train_configs" / "demo.yaml"
 QUICK = ["run.max_steps=4", "run.epochs=1", "run.eval_every=0", "eval.max_samples=8", "eval.max_new_tokens=4"]
 """Overrides that keep a fold to a few seconds: enough to exercise every file the run writes."""
 
@@ -109,3 +110,102 @@ def test_run_folder_of_another_config_is_refused(tmp_path: Path):
 def test_bad_fold_selection_is_refused(tmp_path: Path):
     with pytest.raises(CrossValidationError, match="--folds names '7'"):
         run(Options(cfg_path=DEMO, overrides=[f"run.output_dir={tmp_path}"], units=["1", "7"]))
+
+
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """Folds 1 and 2 plus the test run, with the ablation study, a few steps each; tracked hashes before."""
+    hashes = tracked_config_hashes()
+    out = tmp_path_factory.mktemp("cross") / "run"
+    assert run(Options(cfg_path=DEMO, overrides=[*QUICK, f"run.output_dir={out}"], units=["1", "2", "test"],
+                       ablations=True)) == out / "summary.md"
+    return out, hashes
+
+
+def _summary(out: Path) -> dict:
+    summary = json.loads((out / "summary.json").read_text())
+    return {"folds": summary["folds"], "aggregate": summary["aggregate"], "test": summary["test"]}
+
+
+@pytest.mark.slow
+def test_run_folder_layout_and_summary(baseline):
+    out, _ = baseline
+    for name in ("cross_run.json", "base_config.yaml", "folds.json", "cross_train.log", "summary.json", "summary.md",
+                 "confusion_matrix_folds.png", "ablation.md", "ablation.json"):
+        assert (out / name).is_file(), name
+    for unit in ("fold_1", "fold_2", "test"):
+        for name in ("config.yaml", "train.log", "train.out", "eval.out", "final/trainable.safetensors",
+                     "eval/metrics.json", "eval/predictions.jsonl", "eval/report.md", "eval/ablation.json"):
+            assert (out / unit / name).is_file(), f"{unit}/{name}"
+        assert not (out / unit / "eval.partial").exists()
+    assert not (out / "fold_3").exists()
+    summary = json.loads((out / "summary.json").read_text())
+    assert list(summary["folds"]) == ["fold_1", "fold_2"] and summary["test"]["n_samples"] == 8
+    assert summary["aggregate"]["accuracy"]["n"] == 2
+    ablation = json.loads((out / "ablation.json").read_text())
+    modalities = OmegaConf.load(out / "base_config.yaml").data.modalities
+    assert [r["modalities"] for r in ablation["rows"]] == ["+".join(s) for s in ablation_subsets(modalities)]
+    assert all(r["folds"] == 2 and set(r["accuracy"]) == {"mean", "std", "n"} for r in ablation["rows"])
+    folds = json.loads((out / "folds.json").read_text())
+    assert [f["fold_groups"] for f in folds["folds"]] == [[f"Session{k}"] for k in range(1, 6)]
+
+
+@pytest.mark.slow
+def test_fold_configs_share_the_base_checkpoint(baseline):
+    out, _ = baseline
+    base = OmegaConf.load(out / "base_config.yaml")
+    for k, unit in enumerate(("fold_1", "fold_2", "test"), 1):
+        cfg = OmegaConf.load(out / unit / "config.yaml")
+        assert cfg.model.checkpoint == base.model.checkpoint and cfg.model.seed == base.model.seed
+        assert cfg.run.seed == base.run.seed and cfg.run.output_dir == str(out / unit)
+        assert cfg.run.fold == (None if unit == "test" else k)
+        evaluated = OmegaConf.load(out / unit / "eval_config.yaml")
+        assert evaluated.model.checkpoint == str(out / unit / "final")
+        assert evaluated.eval.split == ("test" if unit == "test" else "fold")
+
+
+@pytest.mark.slow
+def test_tracked_config_files_are_not_written(baseline):
+    _, before = baseline
+    assert before and tracked_config_hashes() == before
+
+
+@pytest.mark.slow
+def test_rerun_after_interruption_ends_with_the_same_summary(baseline, tmp_path: Path, capsys):
+    out, _ = baseline
+    copy = tmp_path / "run"
+    shutil.copytree(out, copy)
+    # Killed while training fold 2: no final/, no checkpoint, no eval yet; a half-written evaluation left over.
+    for name in ("final", "checkpoints", "eval"):
+        shutil.rmtree(copy / "fold_2" / name)
+    (copy / "fold_2" / "eval.partial").mkdir()
+    (copy / "summary.json").unlink()
+    capsys.readouterr()
+    run(Options(cfg_path=DEMO, overrides=[*QUICK, f"run.output_dir={copy}"], units=["1", "2", "test"], ablations=True))
+    printed = capsys.readouterr().out
+    assert "fold 1/5: finished earlier, skipped" in printed and "test run: finished earlier, skipped" in printed
+    assert "fold 2/5 train:" in printed
+    assert _summary(copy) == _summary(out)
+    assert json.loads((copy / "ablation.json").read_text()) == json.loads((out / "ablation.json").read_text())
+
+
+@pytest.mark.slow
+def test_rerun_with_another_config_is_refused(baseline):
+    out, _ = baseline
+    overrides = [*QUICK, "run.max_steps=5", f"run.output_dir={out}"]
+    with pytest.raises(CrossValidationError, match=r"(?s)run\.max_steps: 4 -> 5.*--overwrite"):
+        run(Options(cfg_path=DEMO, overrides=overrides, units=["1"], ablations=True))
+    with pytest.raises(CrossValidationError, match=r"eval\.ablations"):  # the study is part of the identity
+        run(Options(cfg_path=DEMO, overrides=[*QUICK, f"run.output_dir={out}"], units=["1"]))
+
+
+@pytest.mark.slow
+def test_failing_fold_stops_the_run_with_its_log_tail(tmp_path: Path):
+    out = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, str(REPO / "cross_train.py"), "--cfg-path", str(DEMO), "--folds", "1,2", *QUICK,
+         "model.llm.path=/nonexistent/llm", f"run.output_dir={out}"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    assert "fold 1/5 training failed (exit status 1)" in result.stderr
+    assert "/nonexistent/llm is not a folder" in result.stderr  # the tail of the fold's own log
+    assert not (out / "fold_2").exists() and not (out / "summary.json").exists()

@@ -67,8 +67,8 @@ def _missing(samples: list[Sample], modalities: Sequence[str], features: Feature
     for sample in samples:
         for modality in modalities:
             if modality == "image":
-                if not frames.has(sample):
-                    known = sample.meta.get("known_bad")
+                known = sample.meta.get("known_bad")  # a corrupt clip is present but unusable
+                if known or not frames.has(sample):
                     missing[sample.id] = f"image: media {frames.describe(sample)} " + (known or "not found")
                     break
             elif not features.has(modality, sample.id):
@@ -98,7 +98,11 @@ def load_corpus(data_cfg: Any, modalities: Sequence[str], dims: Mapping[str, int
     store = getattr(data_cfg, "feature_store", None)
     frames = FrameReader(str(getattr(data_cfg, "frame", "first")), resolve(root, store) if store else None)
     if "text" in modalities:
-        from ..text_features import text_feature_store
+        from ..text_features import DIM, text_feature_store
+
+        if dims and dims.get("text", DIM) != DIM:
+            raise CorpusError(f"model.features.text.dim={dims['text']}, but text features are all-MiniLM-L6-v2 "
+                              f"sentence embeddings of width {DIM}")
 
         features = RoutedFeatures({"text": text_feature_store(result.samples)}, fallback=features)
 

@@ -14,7 +14,6 @@ Emotion-llama-scratch's folders (``hubert_features/``, ``maeV_features/``, ``mae
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path

@@ -12,7 +12,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from ..labels import get_label_set
+from ..labels import LabelSet, get_label_set
 from ..samples import Sample
 from .common import CorpusError, ReadResult, check_unique, context_line, label_setup, options, require_file, \
     resolve, root_dir
@@ -22,7 +22,6 @@ COLUMNS = ("Utterance", "Speaker", "Emotion", "Dialogue_ID", "Utterance_ID")
 DEFAULTS: dict[str, Any] = {
     "splits": list(SPLITS),
     "video_dirs": {"train": "train_splits", "dev": "dev_splits_complete", "test": "output_repeated_splits_test"},
-    "require_text": True,
 }
 KNOWN_BAD_CLIPS: dict[str, str] = {
     "dev_dia110_utt7": "missing from the MELD release (MELD issues #22, #27)",
@@ -68,7 +67,7 @@ def _int(value: str, column: str, path: Path, line: int) -> int:
         raise CorpusError(f"{path}:{line}: column {column} is {value!r}, expected an integer") from None
 
 
-def read_split(path: Path, split: str, video_dir: Path, require_text: bool, label_set) -> list[Sample]:
+def read_split(path: Path, split: str, video_dir: Path, require_text: bool, label_set: LabelSet) -> list[Sample]:
     """One ``*_sent_emo.csv``; rows keep file order for ids, context is built in Utterance_ID order."""
     reader = csv.DictReader(io.StringIO(_decode(path), newline=""))
     missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
@@ -81,8 +80,7 @@ def read_split(path: Path, split: str, video_dir: Path, require_text: bool, labe
             raise CorpusError(f"{path}:{line}: expected {len(reader.fieldnames)} columns, row has a different count")
         text = repair_text(row["Utterance"]).strip()
         if require_text and not text:
-            raise CorpusError(f"{path}:{line}: empty Utterance (transcripts are required; "
-                              "set data.options.require_text=false to allow)")
+            raise CorpusError(f"{path}:{line}: empty Utterance; data.transcript=true needs one")
         try:
             label = label_set.canonical(row["Emotion"])
         except ValueError as err:
@@ -120,7 +118,7 @@ def read(data_cfg: Any) -> ReadResult:
     root = root_dir(data_cfg, "meld")
     opts = options(data_cfg, DEFAULTS, "meld")
     label_set = get_label_set(label_setup(data_cfg, {"default": "meld", "meld": "meld"}, "meld"))
-    require_text = bool(opts["require_text"]) or bool(getattr(data_cfg, "transcript", False))
+    require_text = bool(getattr(data_cfg, "transcript", False))
     samples: list[Sample] = []
     for split in opts["splits"]:
         if split not in SPLITS:

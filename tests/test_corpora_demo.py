@@ -1,0 +1,78 @@
+"""The embedded demo corpus: generated deterministically in the IEMOCAP layout, read by the IEMOCAP reader."""
+from __future__ import annotations
+
+import filecmp
+import importlib.util
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from minigpt4.config import DataConfig
+from minigpt4.corpora import CorpusError, load_corpus
+from minigpt4.corpora.demo import generate
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cache")
+    generate(folder / "demo-v1")
+    return folder
+
+
+def test_demo_corpus(cache, monkeypatch):
+    monkeypatch.setenv("EMOTION_LLAMA_CACHE", str(cache))
+    corpus = load_corpus(DataConfig(), ["image", "face", "video", "audio"], {"face": 1024, "video": 1024, "audio": 1024})
+    assert (cache / "demo-v1" / "demo.json").is_file()
+    assert corpus.label_set.name == "demo" and 500 <= len(corpus.samples) <= 600
+    groups = Counter((s.group, s.split) for s in corpus.samples)
+    assert len(groups) == 6 and {g for (g, split) in groups if split == "test"} == {"Session6"}
+    counts = Counter(s.label for s in corpus.samples)
+    assert set(counts) == {"happy", "sad", "neutral", "angry"} and max(counts.values()) > 1.4 * min(counts.values())
+    s = corpus.samples[0]
+    assert corpus.features.get("audio", s.id).shape == (1, 1024)
+    assert corpus.frames.get(s).shape == (32, 32, 3)
+    assert all(s.text for s in corpus.samples) and not corpus.skipped
+    multi = load_corpus(DataConfig(label_mode="multi"), [])
+    assert any(len(s.labels) > 1 for s in multi.samples)
+
+
+def test_demo_is_deterministic(cache, tmp_path):
+    a, b = cache / "demo-v1", generate(tmp_path / "b")
+    name = "Session3/dialog/EmoEvaluation/Ses03F_impro01.txt"
+    assert filecmp.cmp(a / name, b / name, shallow=False)
+    sid = "Ses03F_impro01_F000"
+    np.testing.assert_array_equal(np.load(a / "hubert_features" / f"{sid}.npy"),
+                                  np.load(b / "hubert_features" / f"{sid}.npy"))
+    assert not list(tmp_path.glob(".*tmp*"))  # the temporary folder was renamed, nothing left behind
+
+
+def test_demo_rejects_options_and_other_setups(tmp_path):
+    with pytest.raises(CorpusError, match="unknown key"):
+        load_corpus(DataConfig(root=str(tmp_path / "d"), options={"pickle": "x"}), [])
+    with pytest.raises(CorpusError, match="not a label setup of corpus 'demo'"):
+        load_corpus(DataConfig(root=str(tmp_path / "d"), labels="6class"), [])
+
+
+def _script(name: str):
+    path = Path(__file__).resolve().parents[1] / "datasets" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"datasets_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_inspect_and_pack_scripts(cache, monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("EMOTION_LLAMA_CACHE", str(cache))
+    report = _script("inspect_corpus").main(["--corpus", "demo", "label_mode=multi"])
+    assert json.loads(capsys.readouterr().out) == report
+    assert report["n_samples"] == sum(report["label_counts"].values()) == sum(report["split_counts"].values())
+    assert len(report["group_counts"]) == 6 and report["multi_label_samples"] > 0
+    _script("pack_features").main(["--corpus", "demo", "--out", str(tmp_path / "store"), "--frames", "first"])
+    packed = load_corpus(DataConfig(feature_store=str(tmp_path / "store")), ["image", "audio"], {"audio": 1024})
+    plain = load_corpus(DataConfig(), ["image", "audio"])
+    s = plain.samples[7]
+    np.testing.assert_array_equal(packed.features.get("audio", s.id), plain.features.get("audio", s.id))
+    np.testing.assert_array_equal(packed.frames.get(s), plain.frames.get(s))
