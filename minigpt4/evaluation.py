@@ -73,7 +73,8 @@ def predict(model: EmotionLLaMA, dataset: EmotionDataset, cfg: DictConfig) -> li
     model.eval()
     preds: list[Prediction] = []
     try:
-        for batch in tqdm(loader, desc=f"eval {ev.mode}", disable=rank != 0, leave=False):
+        # Shown on rank 0 when stderr is a terminal (disable=None), kept out of logs and test output.
+        for batch in tqdm(loader, desc=f"eval {ev.mode}", disable=True if rank else None, leave=False):
             golds = [list(g) if label_mode == "multi" else list(g[:1]) for g in batch["gold"]]
             if ev.mode == "generate":
                 texts = model.generate(batch, max_new_tokens=ev.max_new_tokens)
