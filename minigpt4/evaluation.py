@@ -102,10 +102,12 @@ def evaluate_dataset(model: EmotionLLaMA, dataset: EmotionDataset, cfg: DictConf
     """Predict ``dataset`` and score it; with ``out_dir``, rank 0 also writes every report file there.
 
     Returns the :func:`~minigpt4.metrics.compute_metrics` dict on every rank (broadcast from rank 0), so all
-    ranks of a training run take the same checkpoint decisions.
+    ranks of a training run take the same checkpoint decisions. The report names ``eval.split`` as the split;
+    a caller evaluating another one (training's validation) says so in ``title`` and ``extra={"split": ...}``.
     """
     preds = predict(model, dataset, cfg)
     metrics: dict | None = None
+    title = title or f"{dataset.corpus.name} {cfg.eval.split} ({cfg.eval.mode})"
     if dist.is_main():
         label_set, label_mode = dataset.corpus.label_set, cfg.data.label_mode
         if out_dir is None:
@@ -116,9 +118,8 @@ def evaluate_dataset(model: EmotionLLaMA, dataset: EmotionDataset, cfg: DictConf
                         "instruction": cfg.data.instruction if cfg.data.instruction is not None else 0,
                         **({"max_new_tokens": cfg.eval.max_new_tokens} if cfg.eval.mode == "generate" else {}),
                         **(extra or {})}
-            metrics = write_report(out_dir, preds, label_set, label_mode,
-                                   title or f"{dataset.corpus.name} {cfg.eval.split} ({cfg.eval.mode})", run_info)
-        log.info("%s: %s", cfg.eval.split, ", ".join(f"{k} {metrics[k]:.4f}" for k in HEADLINE
+            metrics = write_report(out_dir, preds, label_set, label_mode, title, run_info)
+        log.info("%s: %s", title, ", ".join(f"{k} {metrics[k]:.4f}" for k in HEADLINE
                                                        if isinstance(metrics.get(k), float)))
     return dist.broadcast_object(metrics)
 

@@ -25,7 +25,8 @@ def select_splits(samples: Sequence[Sample], cfg: DictConfig) -> dict[str, list[
     if run.fold is None:
         dev = [s for s in samples if s.split == "dev"]
         rest = [s for s in samples if s.split not in ("test", "dev")]
-        train, val = (rest, dev) if dev else carve_val(rest, data.val_fraction, run.seed)
+        # A test-only annotation file (evaluation of a released checkpoint) has nothing to carve.
+        train, val = (rest, dev) if dev or not rest else carve_val(rest, data.val_fraction, run.seed)
         return {"train": train, "val": val, "test": test, "fold": []}
     folds = group_folds(cv_pool(samples), run.num_folds, run.seed)
     if not 1 <= run.fold <= len(folds):

@@ -26,6 +26,15 @@ OVERRIDES = [f"eval.max_samples={N}", "eval.batch_size=8", "eval.max_new_tokens=
              "data.modalities=[face,video,audio,text]"]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Two intra-op threads on a busy two-core machine slow the tiny model down a hundredfold."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def trained():
     """The tiny model overfitted (projectors + LoRA, plain AdamW) on the first N demo test samples."""
@@ -146,7 +155,7 @@ def png_size(path: Path) -> tuple[int, int]:
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     proc = subprocess.run([sys.executable, str(ROOT / "eval_emotion.py"), *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300)
+                          text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
 
