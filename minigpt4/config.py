@@ -232,19 +232,6 @@ def _merge(base: DictConfig, other: Any, source: str) -> DictConfig:
         raise ConfigError(f"{source}: bad config key {key!r}: {err.msg if hasattr(err, 'msg') else err}") from None
 
 
-def missing_keys(conf: Any, prefix: str = "") -> list[str]:
-    """Dotted keys whose value is ``???`` (required, not yet set)."""
-    out: list[str] = []
-    if isinstance(conf, DictConfig):
-        for key in conf.keys():
-            full = f"{prefix}{key}"
-            if OmegaConf.is_missing(conf, key):
-                out.append(full)
-            else:
-                out.extend(missing_keys(conf[key], full + "."))
-    return out
-
-
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
                 allow_missing: bool = False) -> DictConfig:
     """Schema <- model preset <- YAML file <- ``key=value`` overrides, validated against the schema.
@@ -269,7 +256,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     for source, conf in ((f"preset model/{preset}", OmegaConf.load(preset_path("model", preset))),
                          (str(path) if path else "config", file_cfg), ("command line", cli_cfg)):
         required -= {k for k in required if OmegaConf.select(conf, k, default=None) is not None}
-        required |= set(missing_keys(conf))
+        required |= OmegaConf.missing_keys(conf)
         cfg = _merge(cfg, conf, source)
     for key in sorted(required):
         OmegaConf.update(cfg, key, MISSING)

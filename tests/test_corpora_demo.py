@@ -12,20 +12,20 @@ import pytest
 
 from minigpt4.config import DataConfig
 from minigpt4.corpora import CorpusError, load_corpus
-from minigpt4.corpora.demo import generate
+from minigpt4.corpora.demo import VERSION, generate
 
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
     folder = tmp_path_factory.mktemp("cache")
-    generate(folder / "demo-v1")
+    generate(folder / VERSION)
     return folder
 
 
 def test_demo_corpus(cache, monkeypatch):
     monkeypatch.setenv("EMOTION_LLAMA_CACHE", str(cache))
     corpus = load_corpus(DataConfig(), ["image", "face", "video", "audio"], {"face": 1024, "video": 1024, "audio": 1024})
-    assert (cache / "demo-v1" / "demo.json").is_file()
+    assert (cache / VERSION / "demo.json").is_file()
     assert corpus.label_set.name == "demo" and 500 <= len(corpus.samples) <= 600
     groups = Counter((s.group, s.split) for s in corpus.samples)
     assert len(groups) == 6 and {g for (g, split) in groups if split == "test"} == {"Session6"}
@@ -40,7 +40,7 @@ def test_demo_corpus(cache, monkeypatch):
 
 
 def test_demo_is_deterministic(cache, tmp_path):
-    a, b = cache / "demo-v1", generate(tmp_path / "b")
+    a, b = cache / VERSION, generate(tmp_path / "b")
     name = "Session3/dialog/EmoEvaluation/Ses03F_impro01.txt"
     assert filecmp.cmp(a / name, b / name, shallow=False)
     sid = "Ses03F_impro01_F000"

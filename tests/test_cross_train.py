@@ -209,3 +209,17 @@ def test_failing_fold_stops_the_run_with_its_log_tail(tmp_path: Path):
     assert "fold 1/5 training failed (exit status 1)" in result.stderr
     assert "/nonexistent/llm is not a folder" in result.stderr  # the tail of the fold's own log
     assert not (out / "fold_2").exists() and not (out / "summary.json").exists()
+
+
+@pytest.mark.slow
+def test_ablation_removing_audio_lowers_accuracy(tmp_path: Path):
+    """The demo corpus gives audio the strongest class signal and face almost none (minigpt4/corpora/demo.py);
+    with the transcript out of the prompt, leaving audio out must cost accuracy on the held-out session."""
+    out = tmp_path / "run"
+    run(Options(cfg_path=DEMO, units=["1"], ablations=True,
+                overrides=["data.modalities=[audio,face]", "data.transcript=false", "run.max_steps=300",
+                           "run.eval_every=100", f"run.output_dir={out}"]))
+    accuracy = {r["modalities"]: r["accuracy"]["mean"] for r in json.loads((out / "ablation.json").read_text())["rows"]}
+    assert set(accuracy) == {"audio+face", "face", "audio"}
+    assert accuracy["audio+face"] >= accuracy["face"] + 0.1, accuracy
+    assert accuracy["audio"] >= accuracy["face"] + 0.1, accuracy

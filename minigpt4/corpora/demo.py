@@ -13,6 +13,7 @@ Emotion-llama-scratch's folders (``hubert_features/``, ``maeV_features/``, ``mae
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import tempfile
@@ -26,7 +27,6 @@ from ..features import default_cache_dir
 from . import iemocap
 from .common import CorpusError, ReadResult, label_setup, options
 
-VERSION = "demo-v1"
 SEED = 20240
 MARKER = "demo.json"
 SESSIONS = 6
@@ -39,7 +39,7 @@ FRAME = 64
 DIM = 1024
 CODE_PROBS = {"neu": 0.30, "exc": 0.15, "hap": 0.09, "ang": 0.18, "sad": 0.16, "fru": 0.05, "xxx": 0.06, "sur": 0.01}
 """Consensus codes; fru/xxx/sur fall outside 4-class, so ~90% of the 600 utterances load (hap+exc ~ neu)."""
-SIGNAL = {"audio": 0.12, "video": 0.07, "face": 0.035}
+SIGNAL = {"audio": 0.2, "video": 0.1, "face": 0.03}
 """Class-mean scale per modality against unit noise (audio strongest, video medium, face weak)."""
 FEATURE_DIRS = {"audio": "hubert_features", "video": "maeV_features", "face": "mae_features"}
 NEIGHBOURS = {"neu": ("sad", "hap", "fru"), "hap": ("exc", "neu"), "exc": ("hap", "neu"), "ang": ("fru", "neu"),
@@ -64,8 +64,13 @@ PLAIN = ["Where did you put the keys?", "I don't know what to say.", "Let me thi
          "[LAUGHTER] Okay, okay.", "So what happens now?", "I was at the station.", "Tell me again."]
 
 
+VERSION = "demo-" + hashlib.sha1(repr((SEED, SESSIONS, TEST_SESSION, DIALOGS, UTTERANCES_PER_DIALOG, FPS, FRAME,
+                                       CODE_PROBS, SIGNAL, CUES, PLAIN, TINT)).encode()).hexdigest()[:10]
+"""Cache folder name: changes whenever a generator parameter does, so a stale cached corpus is never read."""
+
+
 def root(data_cfg: Any) -> Path:
-    """The demo corpus folder (``data.root``, else ``<cache>/demo-v1``), generated there on first use."""
+    """The demo corpus folder (``data.root``, else ``<cache>/<VERSION>``), generated there on first use."""
     folder = Path(data_cfg.root).expanduser() if getattr(data_cfg, "root", None) else default_cache_dir() / VERSION
     if not (folder / MARKER).is_file():
         generate(folder)
