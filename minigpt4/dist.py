@@ -5,12 +5,14 @@ never initialises a process group. CPU runs use gloo, GPU runs nccl with one dev
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import torch
 import torch.distributed as tdist
@@ -80,6 +82,16 @@ def is_main() -> bool:
 def barrier() -> None:
     if tdist.is_initialized():
         tdist.barrier()
+
+
+@contextlib.contextmanager
+def main_first() -> Iterator[None]:
+    """Rank 0 runs the block first (filling shared caches: demo corpus, text embeddings), then the others."""
+    if not is_main():
+        barrier()
+    yield
+    if is_main():
+        barrier()
 
 
 def all_gather_object(obj: object) -> list[object]:

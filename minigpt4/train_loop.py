@@ -230,7 +230,8 @@ def _fit(cfg: DictConfig, info: dist.DistInfo, out: Path) -> Path:
         save_config(cfg, out / "config.yaml")
     seed_everything(run.seed)
     model = build_model(cfg).to(info.device)
-    data = prepare_data(cfg, model)
+    with dist.main_first():
+        data = prepare_data(cfg, model)
     train_set = data.dataset("train", cfg, model, train=True)
     val_set = data.dataset("val", cfg, model) if data.splits["val"] else None
     val_cfg = OmegaConf.merge(cfg, {"eval": {"split": "val"}})  # reports name the split they score

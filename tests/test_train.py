@@ -171,7 +171,7 @@ def test_shipped_config_validates(path: Path, tmp_path: Path) -> None:
 
 
 def run_train(args: list[str], nproc: int = 1, env: dict[str, str] | None = None) -> None:
-    launcher = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}", "--master-port=0"] \
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"] \
         if nproc > 1 else [sys.executable]
     proc = subprocess.run([*launcher, str(ROOT / "train.py"), "--cfg-path", str(ROOT / "train_configs/demo.yaml"),
                            *QUICK, *args], cwd=ROOT, capture_output=True, text=True, timeout=600,
@@ -187,10 +187,15 @@ def test_two_process_ddp_matches_one_process(tmp_path: Path) -> None:
     fit(cfg_for(tmp_path / "one", "run.batch_size=4", *common))
     one = weights(tmp_path / "one" / "checkpoints" / "step_3")
     two = weights(tmp_path / "two" / "checkpoints" / "step_3")
+    # same data, same start: the first logged loss (all-reduced over ranks) agrees to float precision
+    assert metric(tmp_path / "two", "train/loss")[1] == pytest.approx(metric(tmp_path / "one", "train/loss")[1],
+                                                                      rel=1e-5)
+    # Adam's first steps divide by tiny second moments, so reduction-order noise grows to ~1% of the movement;
+    # a wrong batch split or a missing all-reduce moves parameters by as much as training does
     start = build_model(load_config(None)).trainable_state_dict()
-    moved = max(float((one[k] - start[k]).abs().max()) for k in one)
-    diff = max(float((one[k] - two[k]).abs().max()) for k in one)
-    assert moved > 1e-3 and diff < 1e-4, (moved, diff)
+    diff = sum(float((one[k] - two[k]).abs().sum()) for k in one)
+    moved = sum(float((one[k] - start[k]).abs().sum()) for k in one)
+    assert moved > 0 and diff / moved < 0.05, (diff, moved)
 
 
 @pytest.mark.slow
