@@ -212,7 +212,13 @@ def write_store(out_dir: str | Path, arrays: Mapping[str, Mapping[str, np.ndarra
             tmp.rename(out_dir)
             shutil.rmtree(old)
         else:
-            tmp.rename(out_dir)
+            try:
+                tmp.rename(out_dir)
+            except OSError:
+                # Another process (a torchrun rank) finished the same content-addressed store first.
+                if not (out_dir / INDEX_FILE).is_file():
+                    raise
+                shutil.rmtree(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

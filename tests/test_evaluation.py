@@ -45,7 +45,7 @@ def trained():
     batch = Collator(model.tokenizer.pad_token_id, "train")([dataset[i] for i in range(N)])
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     model.train()
-    for _ in range(40):
+    for _ in range(80):
         loss = model(batch).loss
         opt.zero_grad()
         loss.backward()
