@@ -73,11 +73,4 @@ def load_upstream_checkpoint(model: EmotionLLaMA, path: str | Path) -> None:
     state = blob.get("model", blob) if isinstance(blob, dict) else None
     if not isinstance(state, dict):
         raise ValueError(f"{path}: expected a dict with key 'model' holding a state dict")
-    converted = convert_upstream_state(state, model, str(path))
-    params = dict(model.named_parameters())
-    with torch.no_grad():
-        for name, value in converted.items():
-            if params[name].shape != value.shape:
-                raise ValueError(f"{path}: {name} has shape {tuple(value.shape)}, the model expects "
-                                 f"{tuple(params[name].shape)}")
-            params[name].copy_(value)
+    model.copy_parameters(convert_upstream_state(state, model, str(path)), str(path))

@@ -163,6 +163,10 @@ class EmotionLLaMA(nn.Module):
         if missing or stray:
             raise KeyError(f"{source}: trainable weights do not match the model; missing: {missing or 'none'}; "
                            f"unexpected: {stray or 'none'}")
+        self.copy_parameters(state, source)
+
+    def copy_parameters(self, state: Mapping[str, torch.Tensor], source: str) -> None:
+        """Copy named tensors into parameters, checking every shape (coverage is the caller's check)."""
         params = dict(self.named_parameters())
         with torch.no_grad():
             for name, value in state.items():

@@ -176,3 +176,25 @@ def test_tiny_model_is_deterministic(cfg):
     a, b = fresh_model(cfg), fresh_model(cfg)
     for (na, pa), (nb, pb) in zip(a.named_parameters(), b.named_parameters()):
         assert na == nb and torch.equal(pa, pb)
+
+
+def test_timm_frame_encoder_loads_local_weights(tmp_path):
+    """The real-weights path (``kind: timm``, e.g. EVA ViT-g) reads a local file and never the hub."""
+    import timm
+    from safetensors.torch import save_file
+
+    from minigpt4.vision import FrameEncoder
+
+    reference = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=32, num_classes=0)
+    save_file(reference.state_dict(), tmp_path / "vit.safetensors")
+    vcfg = load_config(None, ["model.vision.kind=timm", f"model.vision.checkpoint={tmp_path / 'vit.safetensors'}",
+                              "model.vision.patch_size=16"]).model.vision
+    encoder = FrameEncoder(vcfg)
+    for name, value in reference.state_dict().items():
+        torch.testing.assert_close(encoder.vit.state_dict()[name], value)
+    patches, cls = encoder(torch.randn(2, 3, 32, 32))
+    assert patches.shape == (2, 1, 4 * 192) and cls.shape == (2, 1, 192)
+    assert not any(p.requires_grad for p in encoder.parameters())
+    bad = load_config(None, ["model.vision.kind=timm", "model.vision.checkpoint=/nonexistent/eva.pth"]).model.vision
+    with pytest.raises(FileNotFoundError, match="/nonexistent/eva.pth"):
+        FrameEncoder(bad)
