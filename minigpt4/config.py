@@ -261,12 +261,18 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     for key in sorted(required):
         OmegaConf.update(cfg, key, MISSING)
     source = str(path) if path else "config"
-    if required and not allow_missing:
-        raise ConfigError(f"{source}: required keys are not set: {', '.join(sorted(required))} (set them in the "
-                          f"file or as key=value overrides; they name local files or folders, nothing is "
-                          f"downloaded)")
+    if not allow_missing:
+        require_complete(cfg, source)
     validate(cfg, source)
     return cfg
+
+
+def require_complete(cfg: DictConfig, source: str = "config") -> None:
+    """Fail before anything is built while a required value (``???``) is unset, naming every such key."""
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise ConfigError(f"{source}: required keys are not set: {', '.join(missing)} (set them in the file or as "
+                          f"key=value overrides; they name local files or folders, nothing is downloaded)")
 
 
 _CHOICES = {

@@ -29,11 +29,11 @@ def present_slots(cfg: DictConfig, model_slots: Sequence[str]) -> tuple[list[str
     return [s for s in model_slots if s in wanted], []
 
 
-def class_weights(samples: Sequence[Sample], labels: Sequence[str]) -> dict[str, float]:
-    """Inverse-frequency weights over primary labels, normalised to mean 1 over the present classes."""
-    counts = Counter(s.label for s in samples)
-    present = [c for c in labels if counts[c]]
-    return {c: len(samples) / (len(present) * counts[c]) for c in present}
+def class_weights(primary: Sequence[str]) -> dict[str, float]:
+    """Inverse-frequency weights of primary labels, normalised to mean 1 over the classes present; used by
+    both ``balance: loss`` (answer-loss weights) and ``balance: sampler`` (sampling weights)."""
+    counts = Counter(primary)
+    return {c: len(primary) / (len(counts) * n) for c, n in counts.items()}
 
 
 class EmotionDataset(Dataset):

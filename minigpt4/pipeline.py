@@ -25,7 +25,7 @@ class RunData:
         samples = self.splits[split]
         if not samples:
             raise ValueError(f"corpus {self.corpus.name} has no samples in split {split!r} for this run")
-        weights = (class_weights(self.splits["train"], self.corpus.label_set.labels)
+        weights = (class_weights([s.label for s in self.splits["train"]])
                    if train and cfg.run.balance == "loss" else None)
         vision = cfg.model.vision
         return EmotionDataset(

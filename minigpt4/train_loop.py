@@ -40,21 +40,13 @@ from . import checkpoint as ckpt
 from . import dist
 from .build import build_model
 from .collate import Collator
-from .config import ConfigError, save_config
-from .data import EmotionDataset, present_slots
+from .config import ConfigError, require_complete, save_config
+from .data import EmotionDataset, class_weights, present_slots
 from .model import EmotionLLaMA
 from .pipeline import prepare_data
 
 log = logging.getLogger(__name__)
 _AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def check_complete(cfg: DictConfig) -> None:
-    """Fail before anything is built when a required value (``???``) is still unset, naming every such key."""
-    missing = sorted(OmegaConf.missing_keys(cfg))
-    if missing:
-        raise ConfigError(f"required config value(s) not set: {', '.join(missing)} (set them in the YAML file or "
-                          f"as key=value overrides)")
 
 
 def seed_everything(seed: int) -> None:
@@ -88,10 +80,8 @@ class WeightedShardSampler(Sampler[int]):
     """
 
     def __init__(self, labels: list[str], seed: int, rank: int, world: int) -> None:
-        counts: dict[str, int] = {}
-        for label in labels:
-            counts[label] = counts.get(label, 0) + 1
-        self.weights = torch.tensor([1.0 / counts[label] for label in labels], dtype=torch.double)
+        weights = class_weights(labels)
+        self.weights = torch.tensor([weights[label] for label in labels], dtype=torch.double)
         self.seed, self.rank, self.world, self.epoch = seed, rank, world, 0
         self.per_rank = math.ceil(len(labels) / world)
 
@@ -212,7 +202,7 @@ def validation_loss(model: EmotionLLaMA, dataset: EmotionDataset, cfg: DictConfi
 
 def fit(cfg: DictConfig) -> Path:
     """Train as configured and return ``<output_dir>/final`` (the checkpoint other entry points load)."""
-    check_complete(cfg)
+    require_complete(cfg)
     info = dist.init_distributed(force_group=bool(cfg.run.deepspeed))
     out = Path(cfg.run.output_dir)
     dist.setup_logging(out / "train.log", info.is_main)
@@ -251,7 +241,8 @@ def _fit(cfg: DictConfig, info: dist.DistInfo, out: Path) -> Path:
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lr_lambda(total_steps, run.warmup_steps, run.min_lr_ratio))
     ckpt_dir = out / "checkpoints"
-    resume_from = ckpt.step_folders(ckpt_dir)[-1] if run.resume and ckpt.step_folders(ckpt_dir) else None
+    saved = ckpt.step_folders(ckpt_dir) if run.resume else []
+    resume_from = saved[-1] if saved else None
     state: dict[str, Any] = {}
     if resume_from is not None:
         log.info("resuming from %s", resume_from)
