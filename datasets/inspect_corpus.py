@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 
 from minigpt4.config import DataConfig
 from minigpt4.corpora import load_corpus
-from minigpt4.samples import MODALITIES
+from minigpt4.modalities import MODALITIES
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -13,6 +13,8 @@ from typing import Any, Optional
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from . import modalities as registry
+
 
 @dataclass
 class ModalityConfig:
@@ -26,8 +28,7 @@ class ModalityConfig:
 
 
 def _default_features() -> dict[str, ModalityConfig]:
-    return {"face": ModalityConfig(), "video": ModalityConfig(), "audio": ModalityConfig(),
-            "text": ModalityConfig(dim=384)}
+    return {name: ModalityConfig(dim=dim) for name, dim in registry.default_dims().items()}
 
 
 @dataclass
@@ -121,7 +122,7 @@ class DataConfig:
     """IEMOCAP: keep ``xxx`` (no majority) utterances."""
     tasks: list[str] = field(default_factory=lambda: ["emotion"])
     """Tasks sampled per example: ``emotion`` and/or ``reason``."""
-    modalities: list[str] = field(default_factory=lambda: ["image", "face", "video", "audio", "text"])
+    modalities: list[str] = field(default_factory=lambda: list(registry.MODALITIES))
     transcript: bool = True
     """Put the spoken line into the prompt ("The person in video says: ...")."""
     context_turns: int = 0
@@ -291,30 +292,29 @@ _CHOICES = {
 
 def validate(cfg: DictConfig, source: str) -> None:
     """Checks the schema cannot express: enumerations, modality names, task names."""
-    from .samples import MODALITIES
-
     for key, allowed in _CHOICES.items():
         value = OmegaConf.select(cfg, key)
         if value not in allowed:
             raise ConfigError(f"{source}: {key}={value!r} is not one of {', '.join(allowed)}")
-    for key in ("data.modalities",):
-        for name in OmegaConf.select(cfg, key):
-            if name not in MODALITIES:
-                raise ConfigError(f"{source}: {key} names unknown modality {name!r}; expected {', '.join(MODALITIES)}")
+    known = registry.MODALITIES
+    for name in cfg.data.modalities:
+        if name not in known:
+            raise ConfigError(f"{source}: data.modalities names unknown modality {name!r}; expected {', '.join(known)}")
     for subset in cfg.eval.ablations:
         for name in subset:
-            if name not in MODALITIES:
+            if name not in known:
                 raise ConfigError(f"{source}: eval.ablations names unknown modality {name!r}")
     for task in cfg.data.tasks:
         if task not in ("emotion", "reason"):
             raise ConfigError(f"{source}: data.tasks has unknown task {task!r}; expected emotion or reason")
     for name in cfg.model.features:
-        if name not in MODALITIES or name == "image":
+        if name not in registry.FEATURE_MODALITIES:
             raise ConfigError(f"{source}: model.features has unknown feature modality {name!r}")
     for name in cfg.data.modalities:
-        if name == "image" and cfg.model.vision.kind == "none":
-            raise ConfigError(f"{source}: data.modalities uses image but model.vision.kind is none")
-        if name != "image" and name not in cfg.model.features:
+        frame = registry.get(name).source == "frame"
+        if frame and cfg.model.vision.kind == "none":
+            raise ConfigError(f"{source}: data.modalities uses {name} but model.vision.kind is none")
+        if not frame and name not in cfg.model.features:
             raise ConfigError(f"{source}: data.modalities uses {name} but model.features.{name} is not configured")
 
 

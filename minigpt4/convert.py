@@ -14,17 +14,13 @@ from pathlib import Path
 
 import torch
 
+from .modalities import upstream_projectors
 from .model import EmotionLLaMA
 
 log = logging.getLogger(__name__)
 
-PROJECTOR_MAP: dict[str, str] = {
-    "llama_proj": "image",
-    "cls_tk_llama_proj": "cls",
-    "feats_llama_proj1": "face",
-    "feats_llama_proj2": "video",
-    "feats_llama_proj3": "audio",
-}
+PROJECTOR_MAP: dict[str, str] = upstream_projectors()
+"""Upstream projector prefix -> our modality (from the modality registry)."""
 _PROJ_RE = re.compile(r"^(" + "|".join(PROJECTOR_MAP) + r")\.(weight|bias)$")
 _LORA_RE = re.compile(r"^llama_model\.base_model\.model\.(model\.layers\.\d+\..+\.lora_[AB])(?:\.default)?\.weight$")
 

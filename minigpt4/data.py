@@ -14,6 +14,7 @@ import numpy as np
 from omegaconf import DictConfig
 from torch.utils.data import Dataset
 
+from . import modalities as registry
 from .corpora import Corpus
 from .prompts import PromptBuilder, choose_instruction, emotion_pool, normalize_caption, REASON_POOL
 from .samples import Sample
@@ -21,9 +22,7 @@ from .samples import Sample
 
 def present_slots(cfg: DictConfig, model_slots: Sequence[str]) -> tuple[list[str], list[str]]:
     """(slots in the prompt, slots fed zeros): ``drop`` removes left-out modalities, ``zero`` zeroes them."""
-    wanted = set(cfg.data.modalities)
-    if "image" in wanted:
-        wanted.add("cls")
+    wanted = registry.with_followers(cfg.data.modalities)
     if cfg.data.ablation == "zero":
         return [s for s in model_slots], [s for s in model_slots if s not in wanted]
     return [s for s in model_slots if s in wanted], []

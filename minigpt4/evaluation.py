@@ -24,7 +24,7 @@ from .metrics import compute_metrics
 from .model import EmotionLLaMA
 from .pipeline import prepare_data
 from .report import HEADLINE, Prediction, mean_std, write_report, write_table
-from .samples import MODALITIES
+from .modalities import MODALITIES
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
+from .modalities import REGISTRY, SLOT_IDS
 from .projectors import make_projector
-from .prompts import SLOT_IDS
 from .vision import FrameEncoder
 
 
@@ -33,9 +33,13 @@ class EmotionLLaMA(nn.Module):
         self.vision = vision
         width = llm.get_input_embeddings().embedding_dim
         projectors: dict[str, nn.Module] = {}
+        self.frame_slots: dict[str, tuple[int, int]] = {}
+        """Slots the frame encoder fills: name -> (input width, tokens), by registry source."""
         if vision is not None:
-            projectors["image"] = nn.Linear(vision.width * vision.merge, width)
-            projectors["cls"] = nn.Linear(vision.width, width)
+            shapes = {"frame": (vision.width * vision.merge, vision.tokens), "frame-cls": (vision.width, 1)}
+            self.frame_slots = {m.name: shapes[m.source] for m in REGISTRY if m.source in shapes}
+            for name, (in_dim, _) in self.frame_slots.items():
+                projectors[name] = nn.Linear(in_dim, width)
         for name, dim in feature_dims.items():
             projectors[name] = make_projector(projector_kinds[name], dim, width, projector_hidden)
         self.projectors = nn.ModuleDict(projectors)
@@ -45,8 +49,7 @@ class EmotionLLaMA(nn.Module):
     def slot_tokens(self) -> dict[str, int]:
         """How many LLM positions each slot occupies (what the prompt builder expands placeholders to)."""
         out = dict(self.feature_tokens)
-        if self.vision is not None:
-            out.update(image=self.vision.tokens, cls=1)
+        out.update({name: tokens for name, (_, tokens) in self.frame_slots.items()})
         return out
 
     @property
@@ -59,9 +62,11 @@ class EmotionLLaMA(nn.Module):
         image = batch.get("image")
         if image is not None and self.vision is not None:
             patches, cls = self.vision(image.to(self.device, next(self.vision.parameters()).dtype))
-            proj_dtype = self.projectors["image"].weight.dtype
-            out["image"] = self.projectors["image"](patches.to(proj_dtype))
-            out["cls"] = self.projectors["cls"](cls.to(proj_dtype))
+            encoded = {"frame": patches, "frame-cls": cls}
+            for m in REGISTRY:
+                if m.name in self.frame_slots:
+                    proj = self.projectors[m.name]
+                    out[m.name] = proj(encoded[m.source].to(proj.weight.dtype))
         for name, feats in batch.get("features", {}).items():
             proj = self.projectors[name]
             out[name] = proj(feats.to(self.device, next(proj.parameters()).dtype))

@@ -9,7 +9,8 @@ from omegaconf import DictConfig
 from .corpora import Corpus, load_corpus
 from .data import EmotionDataset, class_weights
 from .model import EmotionLLaMA
-from .prompts import SLOTS, PromptBuilder
+from .modalities import SLOTS
+from .prompts import PromptBuilder
 from .splits import select_splits
 
 log = logging.getLogger(__name__)

@@ -13,16 +13,13 @@ from typing import Sequence
 
 from transformers import PreTrainedTokenizerBase
 
+from . import modalities
 from .labels import LabelSet
 
-SLOTS: tuple[str, ...] = ("image", "cls", "face", "video", "audio", "text")
-"""Embedding slots a prompt can hold; the slot id of ``SLOTS[i]`` is ``i + 1`` (0 marks text tokens)."""
-SLOT_IDS: dict[str, int] = {name: i + 1 for i, name in enumerate(SLOTS)}
-_PLACEHOLDER = {name: f"<{name.capitalize()}Here>" for name in SLOTS}
+_PLACEHOLDER = {m.name: m.placeholder for m in modalities.REGISTRY}
 _PLACEHOLDER_RE = re.compile("(" + "|".join(map(re.escape, _PLACEHOLDER.values())) + ")")
 _SLOT_OF = {v: k for k, v in _PLACEHOLDER.items()}
-FEATURE_BLOCK_ORDER: tuple[str, ...] = ("face", "video", "audio", "cls", "text")
-"""Upstream order inside ``<feature>``: FaceMAE, VideoMAE, HuBERT, EVA-CLS; the transcript embedding last."""
+_BLOCKS = {block: modalities.block_order(block) for block in ("video", "feature")}
 
 # Upstream's instruction lists labels in its own order, not the label-index order.
 _UPSTREAM_LABEL_TEXT = {
@@ -86,7 +83,7 @@ def choose_instruction(pool: Sequence[str], fixed: int | None, rng: random.Rando
 class EncodedPrompt:
     ids: list[int]
     slots: list[int]
-    """Per position: 0 for a text token, else the slot id (``SLOT_IDS``) of the embedding placed there."""
+    """Per position: 0 for a text token, else the slot id (``modalities.SLOT_IDS``) of the embedding there."""
 
 
 class PromptBuilder:
@@ -107,11 +104,10 @@ class PromptBuilder:
                     context: Sequence[str] = ()) -> str:
         """The user turn with placeholders, upstream's exact wording (double space included)."""
         head = ""
-        if "image" in slots:
-            head += f"<video>{_PLACEHOLDER['image']}</video> "
-        feats = "".join(_PLACEHOLDER[s] for s in FEATURE_BLOCK_ORDER if s in slots)
-        if feats:
-            head += f"<feature>{feats}</feature> "
+        for block, names in _BLOCKS.items():
+            inner = "".join(_PLACEHOLDER[s] for s in names if s in slots)
+            if inner:
+                head += f"<{block}>{inner}</{block}> "
         said = ""
         if context:
             said += "Earlier in the conversation: " + " ".join(f'"{c}"' for c in context) + ". "
@@ -143,7 +139,7 @@ class PromptBuilder:
                 name = _SLOT_OF[piece]
                 n = self.slot_tokens[name]
                 ids.extend([self._pad] * n)
-                slots.extend([SLOT_IDS[name]] * n)
+                slots.extend([modalities.SLOT_IDS[name]] * n)
             else:
                 tok = next(encoded)
                 ids.extend(tok)

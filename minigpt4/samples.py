@@ -3,12 +3,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-MODALITIES: tuple[str, ...] = ("image", "face", "video", "audio", "text")
-"""Every modality a sample can carry. ``image`` is a frame read from ``Sample.media``; the rest are
-precomputed feature arrays keyed by sample id (``text`` is the transcript's sentence embedding)."""
-
-FEATURE_MODALITIES: tuple[str, ...] = ("face", "video", "audio", "text")
-
 
 @dataclass(frozen=True)
 class Sample:

@@ -8,7 +8,8 @@ from omegaconf import OmegaConf
 
 from minigpt4.build import build_model, build_tokenizer
 from minigpt4.config import ConfigError, load_config
-from minigpt4.prompts import SLOT_IDS, PromptBuilder, emotion_pool
+from minigpt4.modalities import SLOT_IDS
+from minigpt4.prompts import PromptBuilder, emotion_pool
 from minigpt4.labels import get_label_set
 from minigpt4.tiny_tokenizer import ASSET_DIR, train
 

@@ -8,7 +8,7 @@ from minigpt4.build import build_model
 from minigpt4.collate import Collator
 from minigpt4.config import load_config
 from minigpt4.pipeline import prepare_data
-from minigpt4.prompts import SLOT_IDS
+from minigpt4.modalities import SLOT_IDS
 
 
 def dataset(overrides, split="train", train=False):

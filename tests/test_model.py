@@ -10,7 +10,8 @@ from minigpt4.collate import Collator
 from minigpt4.config import load_config
 from minigpt4.convert import load_upstream_checkpoint
 from minigpt4.model import SlotCountError
-from minigpt4.prompts import SLOTS, PromptBuilder
+from minigpt4.modalities import SLOTS
+from minigpt4.prompts import PromptBuilder
 
 ANSWERS = ["happy", "sad", "neutral", "angry"]
 

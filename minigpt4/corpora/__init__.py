@@ -14,7 +14,9 @@ from typing import Any, Callable, Mapping, Sequence
 from ..features import FeatureSource, NpyFolderFeatures, PackedFeatureStore, RoutedFeatures
 from ..frames import FrameReader
 from ..labels import LabelSet
-from ..samples import FEATURE_MODALITIES, MODALITIES, Sample
+from .. import modalities as registry
+from ..modalities import FEATURE_MODALITIES, MODALITIES
+from ..samples import Sample
 from . import demo, ecf, iemocap, meld, merr
 from .common import CorpusError, ReadResult, check_unique, resolve
 
@@ -66,10 +68,10 @@ def _missing(samples: list[Sample], modalities: Sequence[str], features: Feature
     missing: dict[str, str] = {}
     for sample in samples:
         for modality in modalities:
-            if modality == "image":
+            if registry.get(modality).source == "frame":
                 known = sample.meta.get("known_bad")  # a corrupt clip is present but unusable
                 if known or not frames.has(sample):
-                    missing[sample.id] = f"image: media {frames.describe(sample)} " + (known or "not found")
+                    missing[sample.id] = f"{modality}: media {frames.describe(sample)} " + (known or "not found")
                     break
             elif not features.has(modality, sample.id):
                 missing[sample.id] = f"{modality}: {features.describe(modality, sample.id)} not found"
@@ -106,7 +108,7 @@ def load_corpus(data_cfg: Any, modalities: Sequence[str], dims: Mapping[str, int
 
         features = RoutedFeatures({"text": text_feature_store(result.samples)}, fallback=features)
 
-    missing = _missing(result.samples, [m for m in modalities if m != "text"], features, frames)
+    missing = _missing(result.samples, [m for m in modalities if registry.get(m).source != "transcript"], features, frames)
     skipped: list[tuple[str, str]] = []
     if missing:
         if getattr(data_cfg, "on_missing", "error") != "skip":

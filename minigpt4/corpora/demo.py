@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from ..features import default_cache_dir
+from ..modalities import folder_defaults
 from . import iemocap
 from .common import CorpusError, ReadResult, label_setup, options
 
@@ -41,7 +42,7 @@ CODE_PROBS = {"neu": 0.30, "exc": 0.15, "hap": 0.09, "ang": 0.18, "sad": 0.16, "
 """Consensus codes; fru/xxx/sur fall outside 4-class, so ~90% of the 600 utterances load (hap+exc ~ neu)."""
 SIGNAL = {"audio": 0.2, "video": 0.1, "face": 0.03}
 """Class-mean scale per modality against unit noise (audio strongest, video medium, face weak)."""
-FEATURE_DIRS = {"audio": "hubert_features", "video": "maeV_features", "face": "mae_features"}
+FEATURE_DIRS = folder_defaults("scr")
 NEIGHBOURS = {"neu": ("sad", "hap", "fru"), "hap": ("exc", "neu"), "exc": ("hap", "neu"), "ang": ("fru", "neu"),
               "sad": ("neu", "fru"), "fru": ("ang", "neu"), "sur": ("exc", "neu"), "xxx": ("neu",)}
 WORD = {"neu": "Neutral", "hap": "Happiness", "exc": "Excited", "ang": "Anger", "sad": "Sadness",

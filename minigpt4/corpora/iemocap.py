@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..labels import LabelSet, get_label_set
+from ..modalities import folder_defaults
 from ..samples import Sample
 from .common import CorpusError, ReadResult, check_unique, context_line, label_setup, options, require_file, \
     resolve, root_dir
@@ -37,7 +38,7 @@ WORDS = {"neutral": "neu", "neutral state": "neu", "anger": "ang", "angry": "ang
          "frustration": "fru", "frustrated": "fru", "fear": "fea", "fearful": "fea", "surprise": "sur",
          "surprised": "sur", "disgust": "dis", "disgusted": "dis", "other": "oth"}
 """Words of the categorical evaluation lines -> label codes."""
-SCR_FEATURE_DIRS = {"face": "mae_features", "video": "maeV_features", "audio": "hubert_features"}
+SCR_FEATURE_DIRS = folder_defaults("scr")
 """Emotion-llama-scratch's per-sample feature folders, also the default beside the raw release."""
 DEFAULTS: dict[str, Any] = {
     "sessions": None,

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..labels import LabelSet, get_label_set
+from ..modalities import folder_defaults
 from ..samples import Sample
 from .common import CorpusError, ReadResult, check_unique, context_line, label_setup, options, require_file, \
     resolve, root_dir
@@ -128,5 +129,5 @@ def read(data_cfg: Any) -> ReadResult:
         video_dir = resolve(root, opts["video_dirs"][split])
         samples += read_split(path, split, video_dir, require_text, label_set)
     check_unique(samples, str(root))
-    feature_dirs = {m: root / "features" / m for m in ("face", "video", "audio")}
+    feature_dirs = {m: root / d for m, d in folder_defaults("meld").items()}
     return ReadResult(samples, label_set, feature_dirs)

@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from ..labels import LabelSet, get_label_set
+from ..modalities import folder_defaults
 from ..samples import Sample
 from .common import CorpusError, ReadResult, check_unique, label_setup, options, require_file, resolve, root_dir
 
-FEATURE_DIRS = {"face": "mae_340_UTT", "video": "maeV_399_UTT", "audio": "HL-UTT"}
+FEATURE_DIRS = folder_defaults("merr")
 REASON_FIELDS = {"coarse": ("coarse_json", "caption"), "fine": ("fine_json", "smp_reason_caption")}
 _COMMON: dict[str, Any] = {
     "transcripts": "transcription_en_all.csv",
