@@ -34,17 +34,21 @@ def _default_features() -> dict[str, ModalityConfig]:
 @dataclass
 class VisionConfig:
     kind: str = "tiny"
-    """``tiny`` (a small random timm ViT built from this config), ``timm`` (a named timm model whose
-    weights are read from ``checkpoint``, e.g. EVA ViT-g) or ``none`` (no image modality)."""
+    """``tiny`` (a small random timm ViT built from this config), ``eva_upstream`` (EVA ViT-g exactly as
+    upstream builds it: ``depth`` blocks, no final norm, then a frozen ``ln_vision``; reads LAVIS
+    ``eva_vit_g.pth`` from ``checkpoint``), ``timm`` (a named timm model whose weights are read from
+    ``checkpoint``) or ``none`` (no image modality)."""
     timm_name: str = "vit_tiny_patch16_224"
     checkpoint: Optional[str] = None
-    """Local weight file for ``kind: timm`` (safetensors or torch file); never downloaded."""
+    """Local weight file for ``kind: timm`` / ``eva_upstream`` (safetensors or torch file); never downloaded."""
     image_size: int = 32
     """Square input size; the patch grid must be divisible by ``merge`` (448 and 224 work for EVA)."""
     patch_size: int = 8
     width: int = 64
     depth: int = 2
     heads: int = 2
+    mlp_ratio: float = 4.0
+    """MLP width / model width (``tiny`` and ``eva_upstream``; EVA ViT-g: 4.3637, giving 6144)."""
     merge: int = 4
     """Adjacent patch tokens concatenated into one LLM token (upstream: 4, giving 256 tokens at 448 px)."""
     mean: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
@@ -284,7 +288,7 @@ _CHOICES = {
     "run.balance": ("none", "sampler", "loss"),
     "eval.mode": ("generate", "score"),
     "eval.split": ("test", "val", "fold"),
-    "model.vision.kind": ("tiny", "timm", "none"),
+    "model.vision.kind": ("tiny", "eva_upstream", "timm", "none"),
     "model.llm.dtype": ("float32", "bfloat16", "float16"),
     "data.corpus": ("merr", "mer2023", "iemocap", "meld", "ecf", "demo"),
 }
