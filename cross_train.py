@@ -15,6 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from minigpt4 import child_process
 from minigpt4.config import split_cli
 from minigpt4.cross_validation import CrossValidationError, Options, run
 
@@ -44,6 +45,7 @@ def parse_args(argv: list[str]) -> Options:
 
 
 def main(argv: list[str] | None = None) -> int:
+    child_process.exit_on_sigterm()  # SIGTERM stops the fold's trainer, which then checkpoints
     try:
         run(parse_args(sys.argv[1:] if argv is None else argv))
     except CrossValidationError as err:

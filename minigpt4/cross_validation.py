@@ -34,6 +34,7 @@ from typing import Any, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
+from . import child_process
 from .config import ConfigError, load_config, save_config
 from .corpora import load_corpus
 from .labels import LabelSet
@@ -248,17 +249,14 @@ def _tail(path: Path, lines: int = TAIL_LINES) -> str:
 
 
 def launch(cmd: list[str], log_path: Path, what: str) -> None:
-    """Run one fold step; its output goes to ``log_path``; a failure raises with the log's tail."""
+    """Run one fold step as an owned child (it dies with this process); a failure raises with the log's tail."""
     env = os.environ | {"PYTHONUNBUFFERED": "1", "TQDM_DISABLE": "1"}  # complete logs, no bar redraws
     with log_path.open("a", encoding="utf-8") as log:
         log.write(f"$ {' '.join(cmd)}\n")
         log.flush()
-        try:
-            subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, check=True)
-        except subprocess.CalledProcessError as err:
-            raise CrossValidationError(
-                f"{what} failed (exit status {err.returncode}); last lines of {log_path}:\n{_tail(log_path)}"
-            ) from None
+        status = child_process.run(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+    if status != 0:
+        raise CrossValidationError(f"{what} failed (exit status {status}); last lines of {log_path}:\n{_tail(log_path)}")
 
 
 def _python(script: Path, nproc: int) -> list[str]:
