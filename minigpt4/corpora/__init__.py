@@ -13,14 +13,14 @@ from typing import Any, Callable, Mapping, Sequence
 
 from ..features import FeatureSource, NpyFolderFeatures, PackedFeatureStore, RoutedFeatures
 from ..frames import FrameReader
-from ..labels import LabelSet
+from ..labels import LabelSet, get_label_set
 from .. import modalities as registry
 from ..modalities import FEATURE_MODALITIES, MODALITIES
 from ..samples import Sample
 from . import demo, ecf, iemocap, meld, merr
-from .common import CorpusError, ReadResult, check_unique, resolve
+from .common import CorpusError, ReadResult, check_unique, label_setup, resolve
 
-__all__ = ["Corpus", "CorpusError", "load_corpus", "READERS"]
+__all__ = ["Corpus", "CorpusError", "label_set_of", "load_corpus", "READERS"]
 
 READERS: dict[str, Callable[[Any], ReadResult]] = {
     "merr": merr.read_merr,
@@ -122,3 +122,18 @@ def load_corpus(data_cfg: Any, modalities: Sequence[str], dims: Mapping[str, int
     if not samples:
         raise CorpusError(f"corpus {name}: no samples left (read {len(result.samples)}, skipped {len(skipped)})")
     return Corpus(name, result.label_set, samples, features, skipped, frames, result.excluded)
+
+
+def label_set_of(data_cfg: Any) -> LabelSet:
+    """The label set ``data.corpus`` + ``data.labels`` give, without reading the corpus (serving a checkpoint
+    needs its labels, not its training data); the same setup names the readers accept."""
+    name = getattr(data_cfg, "corpus")
+    if name not in READERS:
+        raise CorpusError(f"data.corpus={name!r}: expected one of {', '.join(READERS)}")
+    if name == "iemocap":
+        setup = label_setup(data_cfg, {"default": "4class", **{k: k for k in iemocap.SETUPS}}, name)
+        return get_label_set(iemocap.SETUPS[setup][0])
+    if name == "demo":
+        label_setup(data_cfg, {"default": "4class", "4class": "4class"}, name)
+        return get_label_set("demo")
+    return get_label_set(label_setup(data_cfg, {"default": name, name: name}, name))
