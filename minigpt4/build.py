@@ -17,7 +17,7 @@ from .tiny_tokenizer import ASSET_DIR
 from .vision import FrameEncoder
 
 log = logging.getLogger(__name__)
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def _local_dir(cfg: DictConfig, key: str, what: str) -> Path:
@@ -53,7 +53,7 @@ def build_tokenizer(model_cfg: DictConfig) -> PreTrainedTokenizerBase:
 def build_llm(model_cfg: DictConfig, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
     """A real ``LlamaForCausalLM`` from a small config (tiny), or any local HF causal LM."""
     llm_cfg = model_cfg.llm
-    dtype = _DTYPES[llm_cfg.dtype]
+    dtype = DTYPES[llm_cfg.dtype]
     if not OmegaConf.is_missing(llm_cfg, "path") and llm_cfg.path is None:
         config = LlamaConfig(
             vocab_size=len(tokenizer), hidden_size=llm_cfg.hidden_size, intermediate_size=llm_cfg.intermediate_size,
@@ -69,12 +69,32 @@ def build_llm(model_cfg: DictConfig, tokenizer: PreTrainedTokenizerBase) -> PreT
     model.requires_grad_(False)
     if llm_cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    lora = model_cfg.lora
-    if lora.enabled:
-        model = get_peft_model(model, PeftLoraConfig(
-            r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-            target_modules=list(lora.target_modules), task_type="CAUSAL_LM"))
-    return model
+    return wrap_lora(model, model_cfg.lora)
+
+
+def wrap_lora(model: PreTrainedModel, lora: DictConfig) -> PreTrainedModel:
+    """The backbone with ``model.lora``'s adapters (unchanged when LoRA is disabled)."""
+    if not lora.enabled:
+        return model
+    return get_peft_model(model, PeftLoraConfig(
+        r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+        target_modules=list(lora.target_modules), task_type="CAUSAL_LM"))
+
+
+def assemble(model_cfg: DictConfig, llm: PreTrainedModel, tokenizer: PreTrainedTokenizerBase | None,
+             vision: FrameEncoder | None) -> EmotionLLaMA:
+    """EmotionLLaMA around a built backbone and frame encoder, with the projectors ``model.features`` names.
+
+    Every configured projector is built whatever data.modalities says, so one checkpoint serves every
+    modality ablation; a dropped modality simply never reaches its projector.
+    """
+    feats = dict(model_cfg.features.items())
+    return EmotionLLaMA(
+        llm, tokenizer, vision,
+        feature_dims={k: m.dim for k, m in feats.items()},
+        feature_tokens={k: m.tokens for k, m in feats.items()},
+        projector_kinds={k: m.projector for k, m in feats.items()},
+        projector_hidden=model_cfg.projector_hidden)
 
 
 def build_model(cfg: DictConfig, tokenizer: PreTrainedTokenizerBase | None = None) -> EmotionLLaMA:
@@ -83,16 +103,8 @@ def build_model(cfg: DictConfig, tokenizer: PreTrainedTokenizerBase | None = Non
     torch.manual_seed(model_cfg.seed)
     tokenizer = tokenizer or build_tokenizer(model_cfg)
     llm = build_llm(model_cfg, tokenizer)
-    # Every configured projector is built whatever data.modalities says, so one checkpoint serves every
-    # modality ablation; a dropped modality simply never reaches its projector.
     vision = None if model_cfg.vision.kind == "none" else FrameEncoder(model_cfg.vision)
-    feats = dict(model_cfg.features.items())
-    model = EmotionLLaMA(
-        llm, tokenizer, vision,
-        feature_dims={k: m.dim for k, m in feats.items()},
-        feature_tokens={k: m.tokens for k, m in feats.items()},
-        projector_kinds={k: m.projector for k, m in feats.items()},
-        projector_hidden=model_cfg.projector_hidden)
+    model = assemble(model_cfg, llm, tokenizer, vision)
     if model_cfg.upstream_checkpoint:
         from .convert import load_upstream_checkpoint
 

@@ -1,0 +1,42 @@
+"""Convert an upstream Emotion-LLaMA ``checkpoint_best.pth`` into this project's checkpoint folder.
+
+    python convert_checkpoint.py --upstream checkpoint_best.pth --llm-config /models/Llama-2-7b-chat-hf \\
+        --output checkpoints/emotion_llama [--cfg-path train_configs/X.yaml] [key=value ...]
+
+Only ``config.json`` is read from ``--llm-config``: the model is built on the ``meta`` device, so no LLaMA or
+EVA weights are needed and none are loaded. Without ``--cfg-path`` the model preset is ``llama2_7b`` (upstream's
+setup). The output folder holds ``trainable.safetensors`` and the resolved ``config.yaml``; later runs load it
+with ``model.checkpoint=OUTPUT`` and never unpickle. One coverage line is printed; any unknown key or missing
+parameter is an error naming it (exit status 1) and nothing is written.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from minigpt4.config import load_config, split_cli
+from minigpt4.convert import convert_to_folder
+
+
+def main(argv: list[str]) -> int:
+    args, overrides = split_cli(argv)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--upstream", required=True, help="upstream checkpoint (.pth with a 'model' state dict)")
+    parser.add_argument("--llm-config", required=True, help="folder with the backbone's Hugging Face config.json")
+    parser.add_argument("--output", required=True, help="checkpoint folder to create (must not exist)")
+    parser.add_argument("--cfg-path", default=None, help="run config describing the model (default: preset llama2_7b)")
+    opts = parser.parse_args(args)
+    if opts.cfg_path is None and not any(o.startswith("model.preset=") for o in overrides):
+        overrides = ["model.preset=llama2_7b", *overrides]
+    cfg = load_config(opts.cfg_path, overrides, allow_missing=True)
+    try:
+        convert_to_folder(opts.upstream, opts.llm_config, opts.output, cfg)
+    except KeyError as err:
+        print(f"error: {err.args[0]}", file=sys.stderr)
+        return 1
+    print(f"wrote {opts.output}: load it with model.checkpoint={opts.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
