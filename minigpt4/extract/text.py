@@ -1,0 +1,28 @@
+"""The ``text`` modality from a transcript: the packaged all-MiniLM-L6-v2 sentence embedding (384)."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..text_features import DIM, embed_texts
+from .base import ClipInputs, Extractor
+from .media import MediaError
+
+
+class MiniLMText(Extractor):
+    """Same embedding the training pipeline caches for transcripts (``minigpt4.text_features``)."""
+
+    name = "minilm"
+    modality = "text"
+    version = "1"
+    defaults: dict[str, Any] = {}
+
+    @property
+    def dim(self) -> int:
+        return DIM
+
+    def compute(self, inputs: ClipInputs) -> np.ndarray:
+        if not inputs.transcript:
+            raise MediaError(f"{inputs.clip.path}: no transcript given for the text modality")
+        return embed_texts([inputs.transcript])

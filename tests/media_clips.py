@@ -1,0 +1,67 @@
+"""Real media written with PyAV for extraction tests: h264 + AAC clips with a face and a tone sweep, and
+the broken kinds a corpus contains (truncated, no audio, black, silent)."""
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+from skimage import data
+
+RATE = 16000
+
+
+def face_image(size: int = 160) -> np.ndarray:
+    """The astronaut's head and shoulders (skimage's astronaut(), a real photo), RGB ``size x size``."""
+    return cv2.resize(data.astronaut()[0:300, 100:400], (size, size), interpolation=cv2.INTER_AREA)
+
+
+def sweep(seconds: float, f0: float = 150.0, f1: float = 300.0, amplitude: float = 0.3) -> np.ndarray:
+    t = np.arange(int(seconds * RATE)) / RATE
+    phase = 2 * np.pi * (f0 * t + (f1 - f0) * t ** 2 / (2 * seconds))
+    envelope = 0.6 + 0.4 * np.sin(2 * np.pi * 3 * t) ** 2  # syllable-like loudness changes
+    return (amplitude * envelope * np.sin(phase)).astype(np.float32)
+
+
+def write_clip(path: Path, seconds: float = 2.0, fps: int = 25, face: bool = True, audio: np.ndarray | None = None,
+               with_audio: bool = True, black: bool = False, size: int = 160, seed: int = 0) -> Path:
+    """An h264 + AAC ``.mp4`` (or any container PyAV infers from the suffix) of a face that moves a little."""
+    rng = np.random.default_rng(seed)
+    base = face_image(size) if face else np.full((size, size, 3), 90, np.uint8)
+    if audio is None:
+        audio = sweep(seconds, 150 + 20 * seed, 300 + 10 * seed)
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("h264" if path.suffix == ".mp4" else "mpeg4", rate=fps)
+        video.width = video.height = size
+        video.pix_fmt = "yuv420p"
+        sound = out.add_stream("aac", rate=RATE, layout="mono") if with_audio else None
+        for i in range(int(seconds * fps)):
+            shift = int(3 * np.sin(i / 4))
+            frame = np.zeros_like(base) if black else np.roll(base, shift, axis=1)
+            if not black:
+                frame = np.clip(frame.astype(np.int16) + rng.integers(-4, 5, frame.shape), 0, 255).astype(np.uint8)
+            for packet in video.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                out.mux(packet)
+        for packet in video.encode():
+            out.mux(packet)
+        if sound is not None:
+            step = 1024
+            for start in range(0, len(audio), step):
+                chunk = audio[start:start + step]
+                frame = av.AudioFrame.from_ndarray(chunk[None], format="flt", layout="mono")
+                frame.sample_rate = RATE
+                frame.pts = start
+                frame.time_base = Fraction(1, RATE)
+                for packet in sound.encode(frame):
+                    out.mux(packet)
+            for packet in sound.encode():
+                out.mux(packet)
+    return path
+
+
+def truncate(src: Path, dst: Path, keep: float = 0.4) -> Path:
+    raw = src.read_bytes()
+    dst.write_bytes(raw[: int(len(raw) * keep)])
+    return dst
