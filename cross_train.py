@@ -11,23 +11,26 @@ Rerunning the same command skips finished folds; see ``minigpt4/cross_validation
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from minigpt4 import child_process
-from minigpt4.config import split_cli
-from minigpt4.cross_validation import CrossValidationError, Options, run
+from minigpt4 import child_process, entry
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent / "train_configs" / "demo.yaml"
+if TYPE_CHECKING:
+    from minigpt4.cross_validation import Options
+
+KEYS = ("run.output_dir", "run.num_folds", "run.max_steps", "run.lr", "run.seed", "data.corpus", "data.root",
+        "data.label_mode", "eval.mode")
+EXAMPLES = ("python cross_train.py",
+            "python cross_train.py --folds 1,test run.max_steps=100 run.output_dir=runs/cross/short",
+            "python cross_train.py --ablations --prompts 3 run.output_dir=runs/cross/studies",
+            "python cross_train.py --cfg-path train_configs/iemocap_4class.yaml data.root=/data/IEMOCAP")
 
 
 def parse_args(argv: list[str]) -> Options:
-    flags, overrides = split_cli(argv)
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     epilog="key=value arguments override the config (e.g. run.max_steps=50 "
-                                            "run.output_dir=runs/cross/mine).")
-    parser.add_argument("--cfg-path", type=Path, default=DEFAULT_CONFIG, help="training config (default: demo)")
+    parser = entry.make_parser("cross_train.py", __doc__, KEYS, EXAMPLES,
+                               default="; writes runs/cross/demo (run.output_dir of a --cfg-path X.yaml: runs/cross/X)")
     parser.add_argument("--eval-cfg", type=Path, help="config whose eval: section every fold is evaluated with")
     parser.add_argument("--folds", help="comma-separated fold numbers and/or 'test' to run (default: all + test)")
     parser.add_argument("--nproc-per-node", type=int, default=1, help="training processes per fold (torchrun)")
@@ -37,14 +40,19 @@ def parse_args(argv: list[str]) -> Options:
                         help="also evaluate every fold under N instructions of the pool (prompts.md)")
     parser.add_argument("--label-mode", choices=("single", "multi"), help="sets data.label_mode")
     parser.add_argument("--overwrite", action="store_true", help="discard an existing run folder of this name")
-    args = parser.parse_args(flags)
+    args, overrides = entry.parse(parser, argv)
+    entry.announce("cross_train.py", args.cfg_path)
+    from minigpt4.cross_validation import Options
+
     units = [u.strip() for u in args.folds.split(",") if u.strip()] if args.folds else None
-    return Options(cfg_path=args.cfg_path, overrides=overrides, eval_cfg=args.eval_cfg, units=units,
+    return Options(cfg_path=entry.recipe(args.cfg_path), overrides=overrides, eval_cfg=args.eval_cfg, units=units,
                    nproc=args.nproc_per_node, ablations=args.ablations, prompts=args.prompts,
                    label_mode=args.label_mode, overwrite=args.overwrite)
 
 
 def main(argv: list[str] | None = None) -> int:
+    from minigpt4.cross_validation import CrossValidationError, run
+
     child_process.exit_on_sigterm()  # SIGTERM stops the fold's trainer, which then checkpoints
     try:
         run(parse_args(sys.argv[1:] if argv is None else argv))

@@ -1,9 +1,11 @@
 """Evaluate a checkpoint, or rescore saved predictions without a model.
 
-    python eval_emotion.py --cfg-path eval_configs/demo.yaml model.checkpoint=runs/demo/final [key=value ...]
+    python eval_emotion.py [--cfg-path eval_configs/X.yaml] [model.checkpoint=RUN/final] [key=value ...]
     torchrun --nproc-per-node 4 eval_emotion.py --cfg-path eval_configs/eval_emotion.yaml ...
     python eval_emotion.py --from-predictions runs/x/predictions.jsonl --labels happy,sad,neutral,angry \
         --output-dir runs/x_rescored [--label-mode multi]
+
+A config that names no checkpoint is refused (pass --untrained to evaluate the initial weights on purpose).
 
 A model run writes into ``run.output_dir``: metrics.json, predictions.jsonl, report.md, report.txt, run.json,
 confusion_matrix.png, confusion_matrix_normalized.png and the resolved config.yaml, plus ablation.* /
@@ -17,12 +19,23 @@ import sys
 from pathlib import Path
 
 
-def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
-    from minigpt4.config import split_cli
+KEYS = ("model.checkpoint", "run.output_dir", "eval.mode", "eval.split", "eval.ablations", "eval.prompts",
+        "eval.max_samples", "eval.batch_size", "data.label_mode", "data.corpus")
+EXAMPLES = ("python eval_emotion.py",
+            "python eval_emotion.py 'eval.ablations=[[audio],[face,video,text]]'",
+            "python eval_emotion.py model.checkpoint=runs/demo/final eval.mode=generate run.output_dir=runs/demo/eval_gen",
+            "python eval_emotion.py --from-predictions runs/demo/eval/predictions.jsonl --labels demo "
+            "--output-dir runs/demo/rescored")
+DEFAULT = ("; model.checkpoint defaults to the newest demo checkpoint\n  (runs/demo/final from `python train.py`, "
+           "runs/cross/demo/test/final from `make demo`); writes runs/demo/eval")
 
-    rest, overrides = split_cli(argv)
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cfg-path", help="evaluation YAML (eval_configs/...); omitted: the built-in demo setup")
+
+def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    from minigpt4 import entry
+
+    parser = entry.make_parser("eval_emotion.py", __doc__, KEYS, EXAMPLES, default=DEFAULT)
+    parser.add_argument("--untrained", action="store_true",
+                        help="evaluate the initial (untrained) weights on purpose when no checkpoint is named")
     parser.add_argument("--from-predictions", type=Path, help="rescore this predictions.jsonl (no model)")
     parser.add_argument("--labels", help="with --from-predictions: label-set name or comma-separated labels, "
                                          "in report order")
@@ -30,7 +43,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
                                                         "the predictions file's folder)")
     parser.add_argument("--label-mode", choices=("single", "multi"),
                         help="with --from-predictions (default: multi when any sample has several gold labels)")
-    args = parser.parse_args(rest)
+    args, overrides = entry.parse(parser, argv)
     if args.from_predictions is None:
         for flag in ("labels", "output_dir", "label_mode"):
             if getattr(args, flag) is not None:
@@ -38,8 +51,8 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     else:
         if args.labels is None:
             parser.error("--from-predictions needs --labels (a label-set name or a comma-separated list)")
-        if args.cfg_path or overrides:
-            parser.error("--from-predictions takes no --cfg-path and no key=value overrides")
+        if args.cfg_path or overrides or args.untrained:
+            parser.error("--from-predictions takes no --cfg-path, --untrained or key=value overrides")
     return args, overrides
 
 
@@ -53,12 +66,18 @@ def rescore_main(args: argparse.Namespace) -> dict:
 
 
 def evaluate_main(args: argparse.Namespace, overrides: list[str]) -> dict | None:
+    from minigpt4 import entry
+
+    cfg, weights = entry.load_trained("eval_emotion.py", args.cfg_path, overrides, allow_untrained=args.untrained)
+    if not args.cfg_path and not any(o.startswith("run.output_dir=") for o in overrides):
+        # The demo recipe's run.output_dir is the training run's folder: evaluate beside it, not into it.
+        cfg.run.output_dir = str(Path(cfg.run.output_dir) / "eval")
+    entry.announce("eval_emotion.py", args.cfg_path, f"{weights}; writing {cfg.run.output_dir}")
     from minigpt4 import dist
     from minigpt4.build import build_model
-    from minigpt4.config import load_config, save_config
+    from minigpt4.config import save_config
     from minigpt4.evaluation import run_evaluation
 
-    cfg = load_config(args.cfg_path, overrides)
     info = dist.init_distributed()
     out_dir = Path(cfg.run.output_dir)
     dist.setup_logging(out_dir / "eval.log", info.is_main)

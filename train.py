@@ -1,24 +1,33 @@
-"""Train EmotionLLaMA: ``python train.py --cfg-path train_configs/demo.yaml [key=value ...]``.
+"""Train EmotionLLaMA once: config -> model -> ``fit`` -> ``<run.output_dir>/final``.
 
-Multi-process: ``torchrun --nproc-per-node N train.py --cfg-path ...`` (DDP; gloo on CPU, nccl on GPU), or
-DeepSpeed ZeRO-2 with ``run.deepspeed=train_configs/deepspeed_zero2.json``. The final checkpoint folder
-(``<run.output_dir>/final``) is what ``model.checkpoint=`` of the other entry points takes.
+Multi-process: ``torchrun --nproc-per-node N train.py ...`` (DDP; gloo on CPU, nccl on GPU), or DeepSpeed ZeRO-2
+with ``run.deepspeed=train_configs/deepspeed_zero2.json``. The final checkpoint folder is what
+``model.checkpoint=`` of the other entry points takes.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 
-from minigpt4.config import load_config, split_cli
-from minigpt4.train_loop import fit
+from minigpt4 import entry
+
+KEYS = ("run.output_dir", "run.max_steps", "run.lr", "run.batch_size", "run.seed", "run.balance", "data.corpus",
+        "data.root", "data.label_mode", "model.preset", "model.checkpoint", "run.resume")
+EXAMPLES = ("python train.py",
+            "python train.py run.max_steps=100 run.output_dir=runs/demo_short",
+            "torchrun --nproc-per-node 2 train.py run.output_dir=runs/demo_ddp",
+            "python train.py --cfg-path train_configs/meld.yaml data.root=/data/MELD")
 
 
 def main(argv: list[str]) -> None:
-    args, overrides = split_cli(argv)
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cfg-path", default=None, help="YAML run config (default: the embedded demo setup)")
-    opts = parser.parse_args(args)
-    final = fit(load_config(opts.cfg_path, overrides))
+    parser = entry.make_parser("train.py", __doc__, KEYS, EXAMPLES,
+                               default="; writes runs/demo (make demo's folds use runs/cross/demo)")
+    args, overrides = entry.parse(parser, argv)
+    from minigpt4.config import load_config
+    from minigpt4.train_loop import fit
+
+    cfg = load_config(entry.recipe(args.cfg_path), overrides)
+    entry.announce("train.py", args.cfg_path, f"run folder {cfg.run.output_dir}")
+    final = fit(cfg)
     print(f"final checkpoint: {final}")
 
 

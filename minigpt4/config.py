@@ -5,7 +5,13 @@ An unknown key or a value of the wrong type fails here, before anything is built
 """
 from __future__ import annotations
 
+import ast
+import functools
 import importlib.resources
+import inspect
+import os
+import textwrap
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -154,8 +160,10 @@ class DataConfig:
 
 @dataclass
 class RunConfig:
-    output_dir: str = "runs/demo"
+    output_dir: str = "runs/unnamed"
+    """Run folder: config, logs, metrics, checkpoints and ``final/`` (evaluation: the reports)."""
     seed: int = 42
+    """Seed of data order, dropout and sampling (the model's initialisation has ``model.seed``)."""
     max_steps: int = 0
     """Stop after this many optimizer steps; 0 means run ``epochs`` epochs."""
     epochs: int = 1
@@ -163,6 +171,7 @@ class RunConfig:
     """Per-process micro-batch size."""
     grad_accum: int = 1
     lr: float = 1e-4
+    """Peak learning rate (after ``warmup_steps``), decayed by cosine to ``min_lr_ratio * lr``."""
     min_lr_ratio: float = 0.1
     warmup_steps: int = 0
     weight_decay: float = 0.05
@@ -177,6 +186,7 @@ class RunConfig:
     save_every: int = 0
     keep_last: int = 2
     resume: bool = False
+    """Continue from the newest ``checkpoints/step_<N>`` of ``output_dir`` (weights, optimizer, data position)."""
     deepspeed: Optional[str] = None
     """DeepSpeed JSON config; set it to train under ZeRO instead of DDP."""
     num_workers: int = 0
@@ -184,6 +194,7 @@ class RunConfig:
     fold: Optional[int] = None
     """Held-out fold index for cross-validation (set by cross_train.py); None trains on the train split."""
     num_folds: int = 5
+    """Folds of cross-validation (cross_train.py); corpora with more groups put several in one fold."""
 
 
 @dataclass
@@ -193,6 +204,7 @@ class EvalConfig:
     split: str = "test"
     """Which samples to evaluate: ``test``, ``val`` or ``fold`` (the held-out fold of ``run.fold``)."""
     batch_size: int = 16
+    """Samples per forward pass (per process)."""
     max_new_tokens: int = 16
     threshold: float = 0.5
     """Multi-label scoring: labels whose normalised probability exceeds this are predicted."""
@@ -219,6 +231,9 @@ class ConfigError(ValueError):
 
 
 PRESETS_PACKAGE = "minigpt4.presets"
+ENV_OVERRIDES = "EMOTION_LLAMA_OVERRIDES"
+"""Environment variable of space-separated ``key=value`` overrides applied after the command line's (quick
+runs of any documented command, e.g. ``run.max_steps=4``; the README test uses it). Entry points print it."""
 
 
 def preset_path(kind: str, name: str) -> Path:
@@ -239,7 +254,8 @@ def _merge(base: DictConfig, other: Any, source: str) -> DictConfig:
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
                 allow_missing: bool = False) -> DictConfig:
-    """Schema <- model preset <- YAML file <- ``key=value`` overrides, validated against the schema.
+    """Schema <- model preset <- YAML file <- ``key=value`` overrides (then ``$EMOTION_LLAMA_OVERRIDES``'s),
+    validated against the schema.
 
     ``???`` in a preset or file marks a required local path. OmegaConf's merge would silently keep the
     earlier value, so required keys are tracked across sources; unless ``allow_missing`` (used to validate
@@ -252,10 +268,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
         file_cfg = OmegaConf.load(path)
+    overrides = [*overrides, *os.environ.get(ENV_OVERRIDES, "").split()]
     try:
         cli_cfg = OmegaConf.from_dotlist(list(overrides))
     except OmegaConfBaseException as err:
-        raise ConfigError(f"command line: cannot parse overrides {list(overrides)}: {err}") from None
+        raise ConfigError(f"command line / ${ENV_OVERRIDES}: cannot parse overrides {list(overrides)}: {err}") from None
     preset = OmegaConf.select(cli_cfg, "model.preset") or OmegaConf.select(file_cfg, "model.preset") or "tiny"
     required: set[str] = set()
     for source, conf in ((f"preset model/{preset}", OmegaConf.load(preset_path("model", preset))),
@@ -320,6 +337,25 @@ def validate(cfg: DictConfig, source: str) -> None:
             raise ConfigError(f"{source}: data.modalities uses {name} but model.vision.kind is none")
         if not frame and name not in cfg.model.features:
             raise ConfigError(f"{source}: data.modalities uses {name} but model.features.{name} is not configured")
+
+
+def field_doc(key: str) -> str:
+    """First sentence of the schema docstring of a dotted key (``run.max_steps``), for --help texts."""
+    *parents, name = key.split(".")
+    cls: type = Config
+    for part in parents:
+        cls = typing.get_type_hints(cls)[part]
+    doc = _attribute_docs(cls).get(name, "").replace("``", "")
+    return doc.split(". ")[0].rstrip(".") + "." if doc else ""
+
+
+@functools.cache
+def _attribute_docs(cls: type) -> dict[str, str]:
+    """Field name -> the string literal written under it in the dataclass body (one source of key docs)."""
+    body = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0].body
+    return {node.target.id: " ".join(doc.value.value.split()) for node, doc in zip(body, body[1:])
+            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+            and isinstance(doc, ast.Expr) and isinstance(doc.value, ast.Constant) and isinstance(doc.value.value, str)}
 
 
 def save_config(cfg: DictConfig, path: str | Path) -> None:

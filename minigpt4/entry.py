@@ -1,0 +1,137 @@
+"""What every entry point shares before its real work: one embedded default, one first log line, one --help.
+
+With no ``--cfg-path`` every entry point (train.py, eval_emotion.py, cross_train.py, predict.py, app.py) runs
+the shipped demo recipe, ``train_configs/demo.yaml``, and its first line says so. Entry points that need a
+trained model (evaluation, prediction, the page) take the newest demo checkpoint when none is named, and
+otherwise stop with the command that makes one: an untrained model is never evaluated by accident.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import textwrap
+from pathlib import Path
+from typing import Sequence
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from .config import ENV_OVERRIDES, field_doc, load_config, split_cli
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO_RECIPE = REPO / "train_configs" / "demo.yaml"
+"""The embedded default of every entry point."""
+MAKE_CHECKPOINT = "`make demo` (cross-validation) or `python train.py` (one run)"
+
+
+def shown(path: str | Path) -> str:
+    """``path`` relative to the working directory when it lies below it (what a user would type)."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def recipe(cfg_path: str | Path | None) -> Path:
+    """The config file an entry point runs: ``--cfg-path`` when given, else the demo recipe."""
+    return Path(cfg_path) if cfg_path else DEMO_RECIPE
+
+
+def announce(program: str, cfg_path: str | Path | None, detail: str = "") -> None:
+    """The first log line: which config runs (and that it is the embedded default), plus ``detail``."""
+    if os.environ.get("RANK", "0") != "0":
+        return
+    source = (f"embedded demo recipe {shown(DEMO_RECIPE)} (no --cfg-path)" if not cfg_path
+              else f"config {shown(cfg_path)}")
+    env = os.environ.get(ENV_OVERRIDES, "").strip()
+    extra = f"; {ENV_OVERRIDES}: {env}" if env else ""
+    print(f"{program}: {source}{extra}{'; ' + detail if detail else ''}", file=sys.stderr, flush=True)
+
+
+def demo_checkpoints() -> list[Path]:
+    """Where the demo's whole-pool runs put their weights: ``python train.py`` and ``make demo``'s test run."""
+    out = Path(load_config(DEMO_RECIPE).run.output_dir)
+    return [out / "final", Path("runs") / "cross" / DEMO_RECIPE.stem / "test" / "final"]
+
+
+def newest_demo_checkpoint() -> Path | None:
+    """The most recently written finished demo checkpoint, or None when there is none yet."""
+    from .checkpoint import WEIGHTS
+
+    found = [p for p in demo_checkpoints() if (p / WEIGHTS).is_file()]
+    return max(found, key=lambda p: (p / WEIGHTS).stat().st_mtime) if found else None
+
+
+def load_trained(program: str, cfg_path: str | Path | None, overrides: Sequence[str],
+                 allow_untrained: bool = False) -> tuple[DictConfig, str]:
+    """Config of an entry point that needs trained weights (evaluation, prediction, the page), and a note
+    on the weights for :func:`announce`.
+
+    Without ``--cfg-path`` or ``model.checkpoint=`` the newest demo checkpoint is taken; with none at all,
+    or with a config that names no checkpoint, this stops with the command that trains one, unless
+    ``allow_untrained`` (the user asked for the initial weights on purpose).
+    """
+    cfg = load_config(cfg_path or DEMO_RECIPE, overrides)
+    detail = ""
+    if not cfg.model.checkpoint and not cfg.model.upstream_checkpoint and not allow_untrained:
+        found = None if cfg_path else newest_demo_checkpoint()
+        if found is None and cfg_path:
+            raise SystemExit(f"{program}: error: {cfg_path} names no model.checkpoint. Pass model.checkpoint=RUN/final "
+                             f"(train one with {MAKE_CHECKPOINT}), or --untrained to use the initial weights on "
+                             f"purpose.")
+        if found is None:
+            raise SystemExit(f"{program}: error: no demo checkpoint yet (looked for "
+                             f"{' and '.join(map(str, demo_checkpoints()))}). Make one with {MAKE_CHECKPOINT}, then "
+                             f"rerun this command; or name one with model.checkpoint=RUN/final.")
+        cfg.model.checkpoint = str(found)
+        detail = f"checkpoint {found} (newest demo checkpoint)"
+    elif cfg.model.checkpoint or cfg.model.upstream_checkpoint:
+        detail = f"checkpoint {cfg.model.checkpoint or cfg.model.upstream_checkpoint}"
+    else:
+        detail = "UNTRAINED initial weights (--untrained)"
+    return cfg, detail
+
+
+def make_parser(program: str, doc: str, keys: Sequence[str], examples: Sequence[str],
+                default: str = "") -> argparse.ArgumentParser:
+    """An entry point's parser: ``--cfg-path``, and a --help that lists the embedded default, the config
+    keys most often changed (their demo values and schema docs) and examples."""
+    demo = load_config(DEMO_RECIPE)
+    values = [yaml_value(OmegaConf.select(demo, k)) for k in keys]
+    width = max(len(k) for k in keys) + 2
+    vwidth = max(len(v) for v in values) + 2
+    key_lines = [textwrap.fill(field_doc(k) or "-", 116, initial_indent=f"  {k:<{width}}{v:<{vwidth}}",
+                               subsequent_indent=" " * (2 + width + vwidth)) for k, v in zip(keys, values)]
+    epilog = "\n".join([
+        "embedded default:",
+        f"  without --cfg-path: the shipped demo recipe {shown(DEMO_RECIPE)} (tiny random LLaMA + LoRA on the",
+        f"  synthetic demo corpus; CPU, no download){default}",
+        "",
+        "config keys most often changed (key=value after the flags; column 2: the demo recipe's value):",
+        *key_lines,
+        f"  (any key of minigpt4/config.py works; {ENV_OVERRIDES}='k=v ...' adds overrides to every command)",
+        "",
+        "examples:",
+        *(f"  {e}" for e in examples),
+    ])
+    parser = argparse.ArgumentParser(prog=program, description=doc, epilog=epilog,
+                                     usage=f"%(prog)s [options] [key=value ...]",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cfg-path", metavar="FILE.yaml", default=None,
+                        help=f"run config (default: the demo recipe {shown(DEMO_RECIPE)})")
+    return parser
+
+
+def yaml_value(value: object) -> str:
+    """A config value as it is typed on the command line (``null``, ``false``, ``[a, b]``)."""
+    if isinstance(value, (DictConfig, ListConfig)):
+        value = OmegaConf.to_container(value)
+    return json.dumps(value).replace('"', "") if not isinstance(value, str) else value
+
+
+def parse(parser: argparse.ArgumentParser, argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
+    """Flags through ``parser``; ``key=value`` overrides returned apart."""
+    flags, overrides = split_cli(list(argv))
+    return parser.parse_args(flags), overrides
