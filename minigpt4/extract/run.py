@@ -1,0 +1,138 @@
+"""Extract a list of clips into a feature store: worker processes, a progress bar, resume, a summary.
+
+Each clip is one job (an id, a media file, and for utterances of a longer recording the segment, speaker
+side and separate audio file). A clip that cannot be decoded, or a modality it lacks (no face, silent audio),
+is recorded with its reason and the run goes on; any other exception is a bug and stops the run.
+Computation uses one torch thread per process, so a store does not depend on ``workers``.
+"""
+from __future__ import annotations
+
+import json
+import multiprocessing
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from tqdm import tqdm
+
+from .. import modalities
+from ..output_folder import OutputFolderError, claim, fingerprint
+from . import build_extractors
+from .base import Extractor, extract_clip
+from .media import MEDIA_SUFFIXES, MediaError
+from .store import MANIFEST, PartInfo, manifest, pack, part_path, write_part
+
+TOOL = "datasets/extract_features.py"
+
+
+@dataclass(frozen=True)
+class Job:
+    clip_id: str
+    path: str
+    decode: dict[str, Any] = field(default_factory=dict)
+    """``segment`` / ``side`` / ``audio_path`` for ``decode_clip``."""
+    error: str | None = None
+    """Known before decoding (media file missing, clip known to be corrupt)."""
+
+
+def clip_jobs(inputs: Sequence[str | Path]) -> list[Job]:
+    """Jobs for files and folders of ``.mp4``/``.avi``/``.mkv``/``.wav``...; ids are paths relative to the
+    folder without suffix (a file given directly: its stem). Duplicate ids are an error."""
+    jobs: dict[str, Job] = {}
+    for item in map(Path, inputs):
+        if item.is_dir():
+            files = sorted(p for p in item.rglob("*") if p.suffix.lower() in MEDIA_SUFFIXES and p.is_file())
+            pairs = [(p.relative_to(item).with_suffix("").as_posix(), p) for p in files]
+        elif item.is_file():
+            pairs = [(item.stem, item)]
+        else:
+            raise FileNotFoundError(f"--clips {item}: no such file or folder")
+        if not pairs:
+            raise FileNotFoundError(f"--clips {item}: no media files ({', '.join(MEDIA_SUFFIXES)})")
+        for clip_id, path in pairs:
+            if clip_id in jobs:
+                raise ValueError(f"clip id {clip_id!r} given twice ({jobs[clip_id].path} and {path})")
+            jobs[clip_id] = Job(clip_id, str(path))
+    return list(jobs.values())
+
+
+def sample_jobs(samples: Sequence[Any]) -> list[Job]:
+    """Jobs for corpus samples: the sample's media, cut to its segment and speaker side when it has them."""
+    from ..frames import media_path
+
+    jobs = []
+    for sample in samples:
+        path = media_path(sample)
+        decode = {k: sample.meta[k] for k in ("segment", "side") if sample.meta.get(k) is not None}
+        if sample.meta.get("wav") and Path(sample.meta["wav"]).is_file():
+            decode["audio_path"] = sample.meta["wav"]
+        error = sample.meta.get("known_bad") or (None if path and path.is_file() else f"media file not found: {path}")
+        jobs.append(Job(sample.id, str(path), decode, error))
+    return jobs
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _init(spec: Mapping[str, Any], store: str, frame_size: int | None) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    _WORKER.update(extractors=build_extractors(spec), store=Path(store), frame_size=frame_size)
+
+
+def _extract(job: Job) -> PartInfo:
+    store, extractors = _WORKER["store"], _WORKER["extractors"]
+    if job.error:
+        return write_part(store, job.clip_id, None, job.error)
+    try:
+        result = extract_clip(job.path, extractors, **job.decode)
+    except MediaError as err:
+        return write_part(store, job.clip_id, None, str(err))
+    return write_part(store, job.clip_id, result, frame_size=_WORKER["frame_size"])
+
+
+def stored_spec(extractors: Mapping[str, Extractor]) -> dict[str, Any]:
+    return {m: {"extractor": e.name, **e.config} for m, e in extractors.items()
+            if modalities.get(m).source == "store"}
+
+
+def extract_store(jobs: Sequence[Job], output: str | Path, extractors: Mapping[str, Extractor], workers: int = 1,
+                  frames: str | None = None, frame_size: int | None = None, overwrite: bool = False
+                  ) -> dict[str, Any]:
+    """Extract ``jobs`` into ``output`` (resuming a store this tool started there) and pack it.
+
+    Returns the summary: clips, ok, failed (id -> reason), face_found, seconds.
+    """
+    start = time.perf_counter()
+    output = Path(output)
+    if frames not in (None, "first"):
+        raise ValueError(f"--frames {frames!r}: extraction packs the clip's first frame only ('first')")
+    spec = stored_spec(extractors)
+    decode = {"frames": frames, "frame_size": frame_size}
+    info = manifest(extractors, list(spec), decode)
+    earlier = claim(output, TOOL, overwrite, identity=info)
+    if earlier is not None and earlier.get("fingerprint") != fingerprint(info):
+        raise OutputFolderError(f"{output} holds a store extracted with other extractors or settings "
+                                f"(see {output / MANIFEST}); rerun with --overwrite to replace it, or choose "
+                                "another --output")
+    (output / MANIFEST).write_text(json.dumps(info, indent=1) + "\n")
+    todo = [j for j in jobs if not part_path(output, j.clip_id).is_file()]
+    bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="extracting", unit="clip")
+    if workers <= 1:
+        _init(spec, str(output), frame_size)
+        for job in todo:
+            _extract(job)
+            bar.update()
+    else:
+        context = multiprocessing.get_context("spawn")
+        with context.Pool(workers, initializer=_init, initargs=(spec, str(output), frame_size)) as pool:
+            for _ in pool.imap_unordered(_extract, todo):
+                bar.update()
+    bar.close()
+    ids = [j.clip_id for j in jobs]
+    dims = {m: extractors[m].dim for m in spec}
+    failed, face_found = pack(output, ids, dims, frames)
+    return {"clips": len(ids), "ok": len(ids) - len(failed), "failed": failed, "face_found": face_found,
+            "seconds": round(time.perf_counter() - start, 2)}

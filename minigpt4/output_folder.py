@@ -1,0 +1,57 @@
+"""Output folders a tool may write into: new ones, or ones it made itself (a marker file says which tool).
+
+Why: a mistyped ``--out`` must never wipe a corpus or a run. A tool writes only into a missing or empty folder,
+or one holding its own marker; it replaces the contents only when told to (``--overwrite``), and never those
+of a folder it did not create.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+MARKER = "created_by.json"
+
+
+class OutputFolderError(RuntimeError):
+    """The folder holds something this tool did not write, or a result it must not replace unasked."""
+
+
+def fingerprint(identity: Any) -> str:
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def read_marker(folder: str | Path) -> dict[str, Any] | None:
+    path = Path(folder) / MARKER
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def claim(folder: str | Path, tool: str, overwrite: bool = False, identity: Any = None,
+          ignore: tuple[str, ...] = ()) -> dict[str, Any] | None:
+    """Make ``folder`` ``tool``'s output folder; return the marker of an earlier run of ``tool`` kept in place.
+
+    A missing or empty folder (``ignore``: names that do not count, such as a lock file) is created and
+    marked. A folder holding ``tool``'s marker is emptied and marked again under ``overwrite``; without it
+    the earlier marker is returned and the caller decides (continue, or refuse). Anything else is refused.
+    """
+    folder = Path(folder)
+    content = [p for p in folder.iterdir() if p.name not in ignore] if folder.is_dir() else []
+    if folder.exists() and not folder.is_dir():
+        raise OutputFolderError(f"{folder} is a file, not a folder: choose another output folder")
+    if content:
+        marker = read_marker(folder)
+        if marker is None or marker.get("tool") != tool:
+            made_by = f"it was made by {marker.get('tool')}" if marker else f"it has no {MARKER}"
+            raise OutputFolderError(
+                f"{folder} is not empty and is not an output folder of {tool} ({made_by}); refusing to write into "
+                f"or replace it (--overwrite replaces only {tool}'s own folders): choose another output folder")
+        if not overwrite:
+            return marker
+        for path in content:
+            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / MARKER).write_text(json.dumps({"tool": tool, "fingerprint": fingerprint(identity),
+                                             "identity": identity}, indent=2, default=str) + "\n")
+    return None

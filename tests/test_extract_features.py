@@ -1,0 +1,116 @@
+"""datasets/extract_features.py: real clips -> packed store + manifest, failures with reasons, resume, workers."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from media_clips import truncate, write_clip
+from minigpt4.extract.store import extractors_from_store, read_manifest
+from minigpt4.features import PackedFeatureStore
+from minigpt4.output_folder import OutputFolderError
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "datasets"))
+import extract_features  # noqa: E402
+
+
+def run_tool(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, str(ROOT / "datasets" / "extract_features.py"), *args], env=env,
+                          capture_output=True, text=True, check=check)
+
+
+@pytest.fixture(scope="module")
+def clip_dir(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("media")
+    for i in range(3):
+        write_clip(d / f"talk{i}.mp4", seconds=1.5, seed=i)
+    write_clip(d / "black.mp4", seconds=1.0, black=True)
+    write_clip(d / "noaudio.mp4", seconds=1.0, with_audio=False)
+    truncate(d / "talk0.mp4", d / "broken.mp4")
+    write_clip(d / "nested.avi", seconds=1.0, seed=5)
+    return d
+
+
+def test_store_shapes_manifest_and_failures(clip_dir: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "store"
+    summary = extract_features.main(["--clips", str(clip_dir), "--output", str(out), "--frames", "first",
+                                     "--frame-size", "32"])
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == summary
+    assert summary["clips"] == 7 and summary["ok"] == 4
+    assert set(summary["failed"]) == {"black", "noaudio", "broken"}
+    assert "no face found" in summary["failed"]["black"] and "constant" in summary["failed"]["black"]
+    assert "no audio track" in summary["failed"]["noaudio"]
+    assert "cannot decode" in summary["failed"]["broken"]
+    assert summary["face_found"] == 5  # every clip with a picture of the astronaut
+    manifest = read_manifest(out)["modalities"]
+    assert {m: (e["extractor"], e["dim"], e["stored"]) for m, e in manifest.items()} == {
+        "audio": ("librosa", 64, True), "face": ("fer", 135, True), "video": ("motion", 43, True),
+        "text": ("minilm", 384, False)}
+    store = PackedFeatureStore(out, {"audio": 64, "face": 135, "video": 43})
+    good = ["talk0", "talk1", "talk2", "nested"]
+    for modality in ("audio", "face", "video"):
+        for clip_id in good:
+            x = store.get(modality, clip_id)
+            assert x.shape == (1, manifest[modality]["dim"]) and x.dtype == np.float32
+            assert np.isfinite(x).all() and x.std() > 0
+    assert not store.has("face", "black") and store.has("audio", "black") and not store.has("audio", "noaudio")
+    assert not np.allclose(store.get("audio", "talk0"), store.get("audio", "talk1"))  # different sweeps
+    assert np.load(out / "frames-first.npy").shape == (6, 32, 32, 3)  # every decodable clip
+    assert json.loads((out / "failures.json").read_text()) == summary["failed"]
+    rebuilt = extractors_from_store(out)
+    assert {m: e.manifest() for m, e in rebuilt.items()} == {
+        m: {k: v for k, v in e.items() if k != "stored"} for m, e in manifest.items()}
+    again = extract_features.main(["--clips", str(clip_dir), "--output", str(out), "--frames", "first",
+                                   "--frame-size", "32"])
+    assert again["failed"] == summary["failed"] and again["ok"] == 4  # resumed: nothing left to do
+
+
+def test_never_writes_into_a_foreign_or_different_store(clip_dir: Path, tmp_path: Path) -> None:
+    foreign = tmp_path / "corpus"
+    foreign.mkdir()
+    (foreign / "labels.csv").write_text("precious\n")
+    with pytest.raises(OutputFolderError, match="not an output folder"):
+        extract_features.main(["--clips", str(clip_dir / "talk0.mp4"), "--output", str(foreign), "--overwrite"])
+    assert (foreign / "labels.csv").read_text() == "precious\n"
+    out = tmp_path / "store"
+    extract_features.main(["--clips", str(clip_dir / "talk0.mp4"), "--output", str(out), "--extractors", "audio=librosa"])
+    with pytest.raises(OutputFolderError, match="other extractors"):
+        extract_features.main(["--clips", str(clip_dir / "talk0.mp4"), "--output", str(out),
+                               "--extractors", "audio=librosa", "--option", "audio.fmax=400"])
+    summary = extract_features.main(["--clips", str(clip_dir / "talk0.mp4"), "--output", str(out), "--extractors",
+                                     "audio=librosa", "--option", "audio.fmax=400", "--overwrite"])
+    assert summary["ok"] == 1 and read_manifest(out)["modalities"]["audio"]["config"]["fmax"] == 400.0
+
+
+@pytest.mark.slow
+def test_resume_after_kill_and_workers_give_the_same_store(clip_dir: Path, tmp_path: Path) -> None:
+    whole = tmp_path / "whole"
+    run_tool("--clips", str(clip_dir), "--output", str(whole), "--workers", "2")
+    killed = tmp_path / "killed"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, str(ROOT / "datasets" / "extract_features.py"), "--clips",
+                             str(clip_dir), "--output", str(killed)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while not list((killed / "parts").glob("*.npz")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = len(list((killed / "parts").glob("*.npz")))
+    assert 1 <= done < 7 and not (killed / "index.json").exists()
+    last = json.loads(run_tool("--clips", str(clip_dir), "--output", str(killed)).stdout.strip().splitlines()[-1])
+    assert last["clips"] == 7 and last["ok"] == 4
+    a, b = PackedFeatureStore(whole), PackedFeatureStore(killed)
+    for modality in ("audio", "face", "video"):
+        assert a.ids(modality) == b.ids(modality)
+        for clip_id in a.ids(modality):
+            np.testing.assert_array_equal(a.get(modality, clip_id), b.get(modality, clip_id))
