@@ -98,7 +98,8 @@ class LoraConfig:
 @dataclass
 class ModelConfig:
     preset: str = "tiny"
-    """Named preset merged first: ``tiny`` (runs anywhere) or ``llama2_7b`` (local weights required)."""
+    """Named preset merged first: ``tiny`` (runs anywhere), or with local weights ``llama2_7b`` (upstream),
+    ``llama3_8b_instruct`` or ``qwen2_5_7b_instruct`` (chat template on)."""
     seed: int = 0
     """Seed of the random initialisation (tiny backbone, tiny vision encoder, projectors)."""
     llm: LLMConfig = field(default_factory=LLMConfig)
