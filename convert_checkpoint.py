@@ -31,8 +31,8 @@ def main(argv: list[str]) -> int:
     cfg = load_config(opts.cfg_path, overrides, allow_missing=True)
     try:
         convert_to_folder(opts.upstream, opts.llm_config, opts.output, cfg)
-    except KeyError as err:
-        print(f"error: {err.args[0]}", file=sys.stderr)
+    except (KeyError, OSError, ValueError) as err:  # unknown/missing keys, absent or existing paths, bad files
+        print(f"error: {err.args[0] if isinstance(err, KeyError) else err}", file=sys.stderr)
         return 1
     print(f"wrote {opts.output}: load it with model.checkpoint={opts.output}")
     return 0
