@@ -20,8 +20,12 @@ from omegaconf import DictConfig
 from safetensors.torch import save_file
 from transformers import AutoConfig, AutoModelForCausalLM
 
+from .build import DTYPES, assemble, wrap_lora
+from .checkpoint import CONFIG, WEIGHTS, publish, stage
+from .config import save_config
 from .modalities import upstream_projectors
 from .model import EmotionLLaMA
+from .vision import FrameEncoder, read_state_dict
 
 log = logging.getLogger(__name__)
 
@@ -105,11 +109,7 @@ def read_upstream(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"upstream checkpoint {path} does not exist")
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    state = blob.get("model", blob) if isinstance(blob, dict) else None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"{path}: expected a dict with key 'model' holding a state dict of tensors")
-    return state
+    return read_state_dict(path)
 
 
 def load_upstream_checkpoint(model: EmotionLLaMA, path: str | Path) -> Conversion:
@@ -129,9 +129,6 @@ def build_skeleton(cfg: DictConfig, llm_config_dir: str | Path) -> EmotionLLaMA:
     The backbone comes from ``llm_config_dir/config.json`` alone. Projectors without an upstream counterpart
     are then materialised on the CPU at their seeded initialisation, since the checkpoint must hold them.
     """
-    from .build import DTYPES, assemble, wrap_lora
-    from .vision import FrameEncoder
-
     model_cfg = cfg.model
     config = AutoConfig.from_pretrained(str(llm_config_dir), local_files_only=True)
     with torch.device("meta"):
@@ -156,9 +153,6 @@ def convert_to_folder(upstream: str | Path, llm_config_dir: str | Path, output: 
 
     Raises (naming the keys) before writing anything when the checkpoint does not cover the model.
     """
-    from .checkpoint import CONFIG, WEIGHTS, publish, stage
-    from .config import save_config
-
     output = Path(output)
     if output.exists():
         raise FileExistsError(f"--output {output} already exists: choose a new folder (nothing is overwritten)")

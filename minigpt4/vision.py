@@ -34,7 +34,8 @@ def upstream_eva(cfg: DictConfig) -> Eva:
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Tensors of a safetensors file or a torch file (tensors only, never arbitrary pickles)."""
+    """Tensors of a safetensors file or a torch file: a state dict, or a dict holding one under ``model``
+    (upstream checkpoints; their other entries are ignored). Torch files are read with ``weights_only=True``."""
     if path.suffix == ".safetensors":
         return load_file(str(path))
     blob = torch.load(path, map_location="cpu", weights_only=True)
