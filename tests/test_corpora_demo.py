@@ -36,7 +36,9 @@ def test_demo_corpus(cache, monkeypatch):
     assert corpus.frames.get(s).shape == (32, 32, 3)
     assert all(s.text for s in corpus.samples) and not corpus.skipped
     multi = load_corpus(DataConfig(label_mode="multi"), [])
-    assert any(len(s.labels) > 1 for s in multi.samples)
+    # About a third are blends of two emotions (two evaluator votes for the second): enough for multi-label.
+    share = sum(len(s.labels) == 2 for s in multi.samples) / len(multi.samples)
+    assert 0.25 <= share <= 0.5 and all(len(s.labels) <= 2 for s in multi.samples)
 
 
 def test_demo_is_deterministic(cache, tmp_path):

@@ -45,6 +45,14 @@ SIGNAL = {"audio": 0.2, "video": 0.1, "face": 0.03}
 FEATURE_DIRS = folder_defaults("scr")
 NEIGHBOURS = {"neu": ("sad", "hap", "fru"), "hap": ("exc", "neu"), "exc": ("hap", "neu"), "ang": ("fru", "neu"),
               "sad": ("neu", "fru"), "fru": ("ang", "neu"), "sur": ("exc", "neu"), "xxx": ("neu",)}
+BLEND_WITH = {"neu": ("sad", "hap", "ang"), "hap": ("neu", "sad"), "exc": ("neu", "ang"), "ang": ("sad", "neu"),
+              "sad": ("neu", "ang")}
+"""Second emotions a blended utterance may carry (each a different 4-class label from its consensus)."""
+BLEND_PROB = 0.35
+"""Share of utterances (of codes in BLEND_WITH) that blend two emotions: two of the three evaluators name both,
+so the second label reaches ``min_votes`` = 2 and the multi-label set has two labels (~1 in 3 utterances)."""
+BLEND_WEIGHT = 0.6
+"""Strength of the second emotion's class signal in a blended utterance's features (the first has 1)."""
 WORD = {"neu": "Neutral", "hap": "Happiness", "exc": "Excited", "ang": "Anger", "sad": "Sadness",
         "fru": "Frustration", "sur": "Surprise"}
 TINT = {"neu": (0, 0, 0), "hap": (6, 5, -2), "exc": (6, 5, -2), "ang": (8, -2, -2), "sad": (-2, -1, 7),
@@ -66,7 +74,8 @@ PLAIN = ["Where did you put the keys?", "I don't know what to say.", "Let me thi
 
 
 VERSION = "demo-" + hashlib.sha1(repr((SEED, SESSIONS, TEST_SESSION, DIALOGS, UTTERANCES_PER_DIALOG, FPS, FRAME,
-                                       CODE_PROBS, SIGNAL, CUES, PLAIN, TINT)).encode()).hexdigest()[:10]
+                                       CODE_PROBS, SIGNAL, CUES, PLAIN, TINT, BLEND_WITH, BLEND_PROB,
+                                       BLEND_WEIGHT)).encode()).hexdigest()[:10]
 """Cache folder name: changes whenever a generator parameter does, so a stale cached corpus is never read."""
 
 
@@ -141,6 +150,7 @@ def _write(out: Path, rng: np.random.Generator) -> dict[str, int]:
             t, index = 0.3, {"F": 0, "M": 0}
             for u in range(UTTERANCES_PER_DIALOG):
                 code = codes[rng.choice(len(codes), p=probs)]
+                second = _second_emotion(code, rng)
                 counts[code] = counts.get(code, 0) + 1
                 speaker = "FM"[u % 2] if rng.random() < 0.85 else "FM"[(u + 1) % 2]
                 utt = f"{name}_{speaker}{index[speaker]:03d}"
@@ -148,11 +158,12 @@ def _write(out: Path, rng: np.random.Generator) -> dict[str, int]:
                 start, end = t, t + rng.uniform(0.5, 0.9)
                 t = end + rng.uniform(0.1, 0.3)
                 turns.append((start, end, utt, code))
-                evaluation += _block(utt, code, start, end, speaker, rng)
+                evaluation += _block(utt, code, second, start, end, speaker, rng)
                 text = rng.choice(CUES[code]) if rng.random() < 0.4 else rng.choice(PLAIN)
                 transcript.append(f"{utt} [{start:08.4f}-{end:08.4f}]: {text}")
                 for m, d_name in FEATURE_DIRS.items():
-                    x = SIGNAL[m] * means[m][code] + offsets[m] + rng.standard_normal(DIM)
+                    mean = means[m][code] + (BLEND_WEIGHT * means[m][second] if second else 0)
+                    x = SIGNAL[m] * mean + offsets[m] + rng.standard_normal(DIM)
                     np.save(out / d_name / f"{utt}.npy", x.astype(np.float32))
             (base / "EmoEvaluation" / f"{name}.txt").write_text("\n".join(evaluation) + "\n")
             (base / "transcriptions" / f"{name}.txt").write_text("\n".join(transcript) + "\n")
@@ -160,16 +171,29 @@ def _write(out: Path, rng: np.random.Generator) -> dict[str, int]:
     return counts
 
 
-def _block(utt: str, code: str, start: float, end: float, speaker: str, rng: np.random.Generator) -> list[str]:
-    """An EmoEvaluation block: 3 external evaluators agreeing (2 or 3) on the consensus, plus the actor."""
+def _second_emotion(code: str, rng: np.random.Generator) -> str | None:
+    """The second emotion of a blended utterance (``BLEND_PROB`` of those whose code can blend), else None."""
+    if code not in BLEND_WITH or rng.random() >= BLEND_PROB:
+        return None
+    return str(rng.choice(BLEND_WITH[code]))
+
+
+def _block(utt: str, code: str, second: str | None, start: float, end: float, speaker: str,
+           rng: np.random.Generator) -> list[str]:
+    """An EmoEvaluation block: 3 external evaluators plus the actor.
+
+    Plain utterance: 2 or 3 evaluators give the consensus, the others a single neighbouring emotion (one vote,
+    below ``min_votes``: a single label). Blend: every evaluator gives the consensus and two also name the second
+    emotion (two votes: a two-label set).
+    """
     if code == "xxx":
         votes = [[c] for c in rng.choice(["neu", "fru", "sad", "ang"], size=3, replace=False)]
+    elif second is not None:
+        votes = [[code, second], [code, second], [code]]
+        rng.shuffle(votes)
     else:
         agree = 3 if rng.random() < 0.6 else 2
-        neighbour = str(rng.choice(NEIGHBOURS[code]))
-        votes = [[code] for _ in range(agree)] + [[neighbour] for _ in range(3 - agree)]
-        if rng.random() < 0.3:
-            votes[0].append(neighbour)  # one judge names two emotions: a second label may reach 2 votes
+        votes = [[code] for _ in range(agree)] + [[str(rng.choice(NEIGHBOURS[code]))] for _ in range(3 - agree)]
     vad = rng.uniform(1.5, 4.5, size=3)
     lines = [f"[{start:.4f} - {end:.4f}]\t{utt}\t{code}\t[{vad[0]:.4f}, {vad[1]:.4f}, {vad[2]:.4f}]"]
     lines += [f"C-E{i + 1}:\t{' '.join(WORD[c] + ';' for c in v)}\t()" for i, v in enumerate(votes)]
