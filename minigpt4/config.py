@@ -207,10 +207,17 @@ class EvalConfig:
     batch_size: int = 16
     """Samples per forward pass (per process)."""
     max_new_tokens: int = 16
-    threshold: float = 0.5
-    """Multi-label scoring: labels whose normalised probability exceeds this are predicted."""
+    score_norm: str = "none"
+    """Score mode: how candidate log-likelihoods compare: ``none`` (summed: the model's own answer probability),
+    ``mean`` (per answer token, for tokenizers that split labels into different numbers of pieces) or
+    ``calibrated`` (minus the candidate's log-likelihood after an empty prompt)."""
+    max_labels: int = 2
+    """Multi-label score mode: candidates are the formatted label sets of 1..max_labels labels."""
+    threshold: Optional[float] = None
+    """Multi-label score mode: predict every label whose marginal probability reaches this. None: the threshold
+    chosen on the validation split and saved with the checkpoint (``decision.json``)."""
     top_k: int = 0
-    """Multi-label scoring: predict the top k labels instead of thresholding (0: threshold)."""
+    """Multi-label score mode: predict the top k labels instead (0: threshold)."""
     ablations: list[list[str]] = field(default_factory=list)
     """Modality subsets evaluated one after another into ablation.md / ablation.json."""
     prompts: int = 0
@@ -305,6 +312,7 @@ _CHOICES = {
     "run.precision": ("fp32", "bf16", "fp16"),
     "run.balance": ("none", "sampler", "loss"),
     "eval.mode": ("generate", "score"),
+    "eval.score_norm": ("none", "mean", "calibrated"),
     "eval.split": ("test", "val", "fold"),
     "model.vision.kind": ("tiny", "eva_upstream", "timm", "none"),
     "model.llm.dtype": ("float32", "bfloat16", "float16"),
@@ -326,6 +334,8 @@ def validate(cfg: DictConfig, source: str) -> None:
         for name in subset:
             if name not in known:
                 raise ConfigError(f"{source}: eval.ablations names unknown modality {name!r}")
+    if cfg.eval.max_labels < 1:
+        raise ConfigError(f"{source}: eval.max_labels={cfg.eval.max_labels}: expected at least 1")
     for task in cfg.data.tasks:
         if task not in ("emotion", "reason"):
             raise ConfigError(f"{source}: data.tasks has unknown task {task!r}; expected emotion or reason")

@@ -10,16 +10,16 @@ import logging
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 import torch.distributed as tdist
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
-from . import dist
+from . import dist, scoring
 from .collate import Collator
 from .data import EmotionDataset
-from .labels import LabelSet
 from .metrics import compute_metrics
 from .model import EmotionLLaMA
 from .pipeline import prepare_data
@@ -34,29 +34,83 @@ def _shard(n: int, rank: int, world: int) -> range:
     return range(n * rank // world, n * (rank + 1) // world)
 
 
-def _choose_scored(probs: torch.Tensor, label_set: LabelSet, label_mode: str, threshold: float,
-                   top_k: int) -> list[list[str]]:
-    """Labels picked from normalised candidate probabilities [b, c], most probable first.
-
-    Single-label: the argmax. Multi-label: the top ``top_k`` when set, else every label above ``threshold``;
-    the argmax always, so a scored answer is never empty.
-    """
-    order = probs.argsort(dim=-1, descending=True)
-    ranked = probs.gather(-1, order)
-    rank = torch.arange(probs.shape[1], device=probs.device).expand_as(probs)
-    if label_mode == "single":
-        keep = rank < 1
-    elif top_k > 0:
-        keep = rank < top_k
-    else:
-        keep = (ranked > threshold) | (rank == 0)
-    return [[label_set.labels[j] for j, k in zip(row_order, row_keep) if k]
-            for row_order, row_keep in zip(order.tolist(), keep.tolist())]
+def _loader(model: EmotionLLaMA, dataset: EmotionDataset, cfg: DictConfig) -> DataLoader:
+    """Prompt batches of this rank's shard of the first ``eval.max_samples`` samples, in dataset order."""
+    n = min(len(dataset), cfg.eval.max_samples) if cfg.eval.max_samples > 0 else len(dataset)
+    return DataLoader(Subset(dataset, _shard(n, dist.rank(), dist.world_size())), batch_size=cfg.eval.batch_size,
+                      shuffle=False, num_workers=cfg.run.num_workers,
+                      collate_fn=Collator(model.tokenizer.pad_token_id, "prompt"))
 
 
-@torch.no_grad()
-def predict(model: EmotionLLaMA, dataset: EmotionDataset, cfg: DictConfig) -> list[Prediction]:
-    """Predictions for ``dataset`` (first ``eval.max_samples`` when set), in dataset order.
+def _gather(rows: list) -> list:
+    """Every rank's rows, in rank order, on rank 0; an empty list on the other ranks."""
+    world = dist.world_size()
+    if world == 1:
+        return rows
+    gathered: list[list] | None = [[] for _ in range(world)] if dist.rank() == 0 else None
+    tdist.gather_object(rows, gathered, dst=0)
+    return [r for shard in gathered for r in shard] if gathered is not None else []
+
+
+def _golds(batch: dict, label_mode: str) -> list[list[str]]:
+    return [list(g) if label_mode == "multi" else list(g[:1]) for g in batch["gold"]]
+
+
+def _empty_prompt_prior(model: EmotionLLaMA, dataset: EmotionDataset, candidates: list[list[int]]) -> torch.Tensor:
+    """Candidate log-likelihoods [c] after the template wrapped around an empty instruction (no modality, no
+    words): what the model prefers whatever it is shown (``eval.score_norm=calibrated``)."""
+    enc = dataset.builder.encode("")
+    ids = torch.tensor([enc.ids])
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "slots": torch.tensor([enc.slots])}
+    return model.score(batch, candidates)[0].float()
+
+
+def _scored_rows(model: EmotionLLaMA, dataset: EmotionDataset, cfg: DictConfig,
+                 answers: list[tuple[str, ...]]) -> list[tuple[str, list[str], list[float]]]:
+    """(id, gold, label marginals) per sample from ranking the candidate ``answers`` (rank 0 gets all)."""
+    label_set, label_mode = dataset.corpus.label_set, cfg.data.label_mode
+    candidates = [dataset.builder.encode_answer(label_set.format_answer(a)) for a in answers]
+    lengths = torch.tensor([len(c) for c in candidates], dtype=torch.float32)
+    prior = _empty_prompt_prior(model, dataset, candidates) if cfg.eval.score_norm == "calibrated" else None
+    rows = []
+    for batch in tqdm(_loader(model, dataset, cfg), desc="eval score", disable=True if dist.rank() else None,
+                      leave=False):
+        scores = scoring.normalise(model.score(batch, candidates).float().cpu(), lengths, cfg.eval.score_norm,
+                                   None if prior is None else prior.cpu())
+        marginals = scoring.label_marginals(torch.softmax(scores, dim=-1), answers, label_set)
+        rows += [(str(i), g, m) for i, g, m in zip(batch["ids"], _golds(batch, label_mode), marginals.tolist())]
+    return _gather(rows)
+
+
+def _decision(cfg: DictConfig, rows: list, labels: Sequence[str]) -> scoring.Decision:
+    """The multi-label rule: set by hand (``eval.top_k`` / ``eval.threshold``), chosen now when the split being
+    scored is the validation split, else the one saved with ``model.checkpoint`` (chosen on its validation)."""
+    ev = cfg.eval
+    common = {"max_labels": ev.max_labels, "score_norm": ev.score_norm}
+    if ev.top_k > 0:
+        return scoring.Decision(None, ev.top_k, source="eval.top_k", **common)
+    if ev.threshold is not None:
+        return scoring.Decision(float(ev.threshold), 0, source="eval.threshold", **common)
+    if ev.split == "val":
+        threshold, f1 = scoring.tune_threshold([r[1] for r in rows], np.array([r[2] for r in rows]), labels)
+        return scoring.Decision(threshold, 0, source="validation", val_samples_f1=f1, n_val=len(rows), **common)
+    saved = scoring.load_decision(cfg.model.checkpoint)
+    if saved is None:
+        raise ValueError(
+            f"multi-label score mode on the {ev.split} split needs a threshold chosen on the validation split: "
+            f"model.checkpoint={cfg.model.checkpoint} holds no {scoring.DECISION_FILE} (train.py writes it for "
+            f"data.label_mode=multi runs with a validation split); or set eval.threshold / eval.top_k by hand")
+    if (saved.max_labels, saved.score_norm) != (ev.max_labels, ev.score_norm):
+        raise ValueError(f"{cfg.model.checkpoint}/{scoring.DECISION_FILE}: the threshold was chosen with "
+                         f"eval.max_labels={saved.max_labels} eval.score_norm={saved.score_norm}; this run has "
+                         f"{ev.max_labels} / {ev.score_norm}: set them alike (or eval.threshold by hand)")
+    return saved
+
+
+def predict_with_decision(model: EmotionLLaMA, dataset: EmotionDataset,
+                          cfg: DictConfig) -> tuple[list[Prediction], scoring.Decision | None]:
+    """Predictions for ``dataset`` (first ``eval.max_samples`` when set), in dataset order, and the
+    multi-label rule score mode used (None otherwise).
 
     Returns the full list on rank 0 (and in a single process), an empty list on other ranks. The model is put
     in eval mode and given back in the mode it came in, since training calls this for validation.
@@ -64,36 +118,35 @@ def predict(model: EmotionLLaMA, dataset: EmotionDataset, cfg: DictConfig) -> li
     model = getattr(model, "module", model)  # DDP / DeepSpeed wrappers hold the model in ``module``
     ev = cfg.eval
     label_set, label_mode = dataset.corpus.label_set, cfg.data.label_mode
-    n = min(len(dataset), ev.max_samples) if ev.max_samples > 0 else len(dataset)
-    rank, world = dist.rank(), dist.world_size()
-    loader = DataLoader(Subset(dataset, _shard(n, rank, world)), batch_size=ev.batch_size, shuffle=False,
-                        num_workers=cfg.run.num_workers, collate_fn=Collator(model.tokenizer.pad_token_id, "prompt"))
-    candidates = [dataset.builder.encode_answer(label) for label in label_set.labels]
     was_training = model.training
     model.eval()
-    preds: list[Prediction] = []
     try:
-        # Shown on rank 0 when stderr is a terminal (disable=None), kept out of logs and test output.
-        for batch in tqdm(loader, desc=f"eval {ev.mode}", disable=True if rank else None, leave=False):
-            golds = [list(g) if label_mode == "multi" else list(g[:1]) for g in batch["gold"]]
-            if ev.mode == "generate":
+        if ev.mode == "generate":
+            # The parsed labels as they are: empty (unparsed) or several (ambiguous in single-label scoring)
+            # are counted and reported, never coerced to a label.
+            preds = []
+            for batch in tqdm(_loader(model, dataset, cfg), desc="eval generate",
+                              disable=True if dist.rank() else None, leave=False):
                 texts = model.generate(batch, max_new_tokens=ev.max_new_tokens)
-                # Unparsed answers stay empty: they are counted and reported, never coerced to a label.
-                labels = [list(label_set.parse(t)) for t in texts]
-                if label_mode == "single":
-                    labels = [x[:1] for x in labels]
-            else:
-                probs = torch.softmax(model.score(batch, candidates).float(), dim=-1)
-                labels = _choose_scored(probs, label_set, label_mode, ev.threshold, ev.top_k)
-                texts = [label_set.format_answer(x) for x in labels]
-            preds += [Prediction(str(i), g, p, t) for i, g, p, t in zip(batch["ids"], golds, labels, texts)]
+                preds += [Prediction(str(i), g, list(label_set.parse(t)), t)
+                          for i, g, t in zip(batch["ids"], _golds(batch, label_mode), texts)]
+            return _gather(preds), None
+        answers = scoring.candidate_sets(label_set, label_mode, ev.max_labels)
+        rows = _scored_rows(model, dataset, cfg, answers)
     finally:
         model.train(was_training)
-    if world == 1:
-        return preds
-    gathered: list[list[Prediction]] | None = [[] for _ in range(world)] if rank == 0 else None
-    tdist.gather_object(preds, gathered, dst=0)
-    return [p for shard in gathered for p in shard] if gathered is not None else []
+    decision = None
+    if rows and label_mode == "multi":
+        decision = _decision(cfg, rows, label_set.labels)
+        chosen = scoring.choose(np.array([r[2] for r in rows]), label_set.labels, decision.threshold, decision.top_k)
+    else:
+        chosen = [[label_set.labels[int(np.argmax(r[2]))]] for r in rows]
+    return [Prediction(i, g, c, label_set.format_answer(c)) for (i, g, _), c in zip(rows, chosen)], decision
+
+
+def predict(model: EmotionLLaMA, dataset: EmotionDataset, cfg: DictConfig) -> list[Prediction]:
+    """:func:`predict_with_decision` without the decision."""
+    return predict_with_decision(model, dataset, cfg)[0]
 
 
 def evaluate_dataset(model: EmotionLLaMA, dataset: EmotionDataset, cfg: DictConfig,
@@ -105,20 +158,25 @@ def evaluate_dataset(model: EmotionLLaMA, dataset: EmotionDataset, cfg: DictConf
     ranks of a training run take the same checkpoint decisions. The report names ``eval.split`` as the split;
     a caller evaluating another one (training's validation) says so in ``title`` and ``extra={"split": ...}``.
     """
-    preds = predict(model, dataset, cfg)
+    preds, decision = predict_with_decision(model, dataset, cfg)
     metrics: dict | None = None
     title = title or f"{dataset.corpus.name} {cfg.eval.split} ({cfg.eval.mode})"
     if dist.is_main():
         label_set, label_mode = dataset.corpus.label_set, cfg.data.label_mode
         if out_dir is None:
             metrics = compute_metrics([p.gold for p in preds], [p.pred for p in preds], label_set, label_mode)
+            if decision is not None:
+                metrics["decision"] = decision.describe()
         else:
             run_info = {"corpus": dataset.corpus.name, "split": cfg.eval.split, "mode": cfg.eval.mode,
                         "checkpoint": cfg.model.checkpoint, "modalities": ", ".join(cfg.data.modalities),
                         "instruction": cfg.data.instruction if cfg.data.instruction is not None else 0,
-                        **({"max_new_tokens": cfg.eval.max_new_tokens} if cfg.eval.mode == "generate" else {}),
+                        **({"max_new_tokens": cfg.eval.max_new_tokens} if cfg.eval.mode == "generate"
+                           else {"score_norm": cfg.eval.score_norm}),
+                        **({"decision": decision.describe()["rule"] + f" ({decision.source})"} if decision else {}),
                         **(extra or {})}
-            metrics = write_report(out_dir, preds, label_set, label_mode, title, run_info)
+            metrics = write_report(out_dir, preds, label_set, label_mode, title, run_info,
+                                   decision=decision.describe() if decision else None)
         log.info("%s: %s", title, ", ".join(f"{k} {metrics[k]:.4f}" for k in HEADLINE
                                                        if isinstance(metrics.get(k), float)))
     return dist.broadcast_object(metrics)

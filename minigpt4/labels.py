@@ -1,4 +1,10 @@
-"""Label sets (one source of truth per corpus), their aliases, answer formatting and answer parsing."""
+"""Label sets (one source of truth per corpus), their aliases, answer formatting and answer parsing.
+
+Parsing never guesses: it returns every label an answer asserts and leaves the decision to the caller (in
+single-label scoring an answer asserting two different labels is *ambiguous*, never its first label). A label
+only counts when it is asserted: negated mentions ("not angry", "no fear", "isn't sad"), an echo of the
+instruction's label list, and common words that happen to be labels ("other") in free text are not votes.
+"""
 from __future__ import annotations
 
 import re
@@ -26,25 +32,58 @@ _FAMILIES: dict[str, tuple[str, ...]] = {
 }
 
 
+_STRICT_WORDS = frozenset({"other", "oth"})
+"""Aliases that are everyday words: they count only in a bare label answer or right after "is" / ":"."""
+_NEGATORS = frozenset({"not", "no", "never", "without", "neither", "nor", "hardly", "barely", "lacks", "lack",
+                       "lacking", "nothing", "none", "cannot", "absence", "absent", "free"})
+_NEGATION_WINDOW = 4
+"""A negator this many words or fewer before a label, in the same clause, negates it."""
+_CLAUSE_BREAK = re.compile(r"[.;!?,:\n()]|\b(?:but|just|rather|instead|only|although|though|while|whereas)\b")
+_WORD = re.compile(r"[a-z']+")
+_SEPARATOR = re.compile(r"^\s*(?:[,/;&]|\s)*\s*(?:,?\s*\b(?:or|and)\b)?\s*$")
+_CONCLUSION = re.compile(
+    r"\b(?:emotion(?:al)?(?:\s+(?:state|category|label|class))?|label|category|answer|final answer)s?"
+    r"(?:\s+(?:is|are|was|would be|seems to be|appears to be|of (?:the|this) (?:person|speaker) is))?\s*[:=]?\s+"
+    r"|\b(?:therefore|thus|hence|overall|in conclusion|in summary)\b[^.!?]*?\b(?:is|are|feels?|seems?)\s+")
+"""Where a reasoned answer states its conclusion ("... so the emotional state is angry")."""
+
+
+@dataclass(frozen=True)
+class _Mention:
+    label: str
+    word: str
+    start: int
+    end: int
+
+
 @dataclass(frozen=True)
 class LabelSet:
-    """An ordered label list (the order of reports and heatmaps) with the emotion family of each label."""
+    """An ordered label list (the order of reports and heatmaps) with the emotion family of each label.
+
+    ``merged`` pairs an emotion family with the label the corpus's label setup merges it into (IEMOCAP 4-class
+    reads ``excited`` as ``happy``), so answers naming the merged emotion parse to that label too.
+    """
 
     name: str
     labels: tuple[str, ...]
     families: tuple[str, ...]
+    merged: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if (len(self.labels) != len(self.families) or len(set(self.labels)) != len(self.labels)
                 or len(set(self.families)) != len(self.families)):
             raise ValueError(f"label set {self.name!r}: labels and families must pair up, both unique "
                              f"(got {list(zip(self.labels, self.families))})")
+        for family, label in self.merged:
+            if family in self.families or label not in self.labels:
+                raise ValueError(f"label set {self.name!r}: merged family {family!r} -> {label!r} must be a family "
+                                 f"outside the set merged into one of its labels")
 
     @cached_property
     def aliases(self) -> dict[str, str]:
         """Every accepted word (lower case) -> canonical label."""
         out: dict[str, str] = {}
-        for label, family in zip(self.labels, self.families):
+        for label, family in (*zip(self.labels, self.families), *((lab, fam) for fam, lab in self.merged)):
             for word in (label, family, *_FAMILIES.get(family, ())):
                 out[word.lower()] = label
         return out
@@ -88,21 +127,71 @@ class LabelSet:
         return ", ".join(label for label in self.labels if label in unique)
 
     def parse(self, text: str) -> tuple[str, ...]:
-        """Labels named in a generated answer, in order of first mention; empty when none is named.
+        """Labels an answer asserts, in order of first mention; empty when none is asserted.
 
         Whole-word matching over the aliases, case-insensitive: "The emotion is: Sad." -> ("sad",),
-        "happy and excited" -> ("happy", "excited") in IEMOCAP 6-class or ("happy",) in 4-class.
+        "happy and excited" -> ("happy", "excited") in IEMOCAP 6-class or ("happy",) in 4-class. Not counted:
+        negated labels ("I feel no fear, just joy" -> joy), the instruction's label list echoed back, and
+        everyday-word labels ("other") outside a bare answer. When a reasoned answer states a conclusion ("...
+        so the emotional state is angry"), the labels of that statement are the answer.
         """
-        found: list[str] = []
-        for match in self._pattern.finditer(text.lower()):
-            label = self.aliases[match.group(1)]
-            if label not in found:
-                found.append(label)
-        return tuple(found)
+        text = text.lower().replace("\u2019", "'")
+        mentions = [m for m in self._mentions(text) if not self._negated(text, m)]
+        mentions = [m for m in self._drop_echo(text, mentions) if self._asserted(text, m, mentions)]
+        concluded = self._concluded(text, mentions)
+        return tuple(dict.fromkeys(m.label for m in (concluded or mentions)))
+
+    def _mentions(self, text: str) -> list[_Mention]:
+        return [_Mention(self.aliases[m.group(1)], m.group(1), m.start(1), m.end(1))
+                for m in self._pattern.finditer(text)]
+
+    @staticmethod
+    def _negated(text: str, mention: _Mention) -> bool:
+        """A negator among the few words before the mention, within its clause ("not very angry")."""
+        before = text[: mention.start]
+        breaks = list(_CLAUSE_BREAK.finditer(before))
+        clause = before[breaks[-1].end():] if breaks else before
+        words = _WORD.findall(clause)[-_NEGATION_WINDOW:]
+        return any(w in _NEGATORS or w.endswith("n't") for w in words)
+
+    def _drop_echo(self, text: str, mentions: list[_Mention]) -> list[_Mention]:
+        """Mentions minus any run listing every label of the set (the instruction's options echoed back)."""
+        if len(self.labels) < 3:
+            return mentions
+        runs: list[list[_Mention]] = []
+        for m in mentions:
+            if runs and _SEPARATOR.match(text[runs[-1][-1].end: m.start]):
+                runs[-1].append(m)
+            else:
+                runs.append([m])
+        echoed = {id(m) for run in runs if {m.label for m in run} == set(self.labels) for m in run}
+        return [m for m in mentions if id(m) not in echoed]
+
+    @staticmethod
+    def _asserted(text: str, mention: _Mention, mentions: list[_Mention]) -> bool:
+        """Everyday-word labels count only in a bare label answer or right after "is" / ":" / "as"."""
+        if mention.word not in _STRICT_WORDS:
+            return True
+        rest = text
+        for m in sorted(mentions, key=lambda m: m.start, reverse=True):
+            rest = rest[: m.start] + rest[m.end:]
+        if not re.sub(r"[\s,.;:!/&]|\b(?:and|or)\b", "", rest):
+            return True
+        return re.search(r"(?:\bis|\bas|\bbe|:)\s*$", text[: mention.start]) is not None
+
+    @staticmethod
+    def _concluded(text: str, mentions: list[_Mention]) -> list[_Mention]:
+        """Mentions in the sentence after the last conclusion cue, when that sentence names any."""
+        cues = list(_CONCLUSION.finditer(text))
+        if not cues:
+            return []
+        start = cues[-1].end()
+        end = re.search(r"[.!?\n]|$", text[start:]).start() + start
+        return [m for m in mentions if start <= m.start < end]
 
 
-def _set(name: str, pairs: list[tuple[str, str]]) -> LabelSet:
-    return LabelSet(name, tuple(p[0] for p in pairs), tuple(p[1] for p in pairs))
+def _set(name: str, pairs: list[tuple[str, str]], merged: tuple[tuple[str, str], ...] = ()) -> LabelSet:
+    return LabelSet(name, tuple(p[0] for p in pairs), tuple(p[1] for p in pairs), merged)
 
 
 LABEL_SETS: dict[str, LabelSet] = {
@@ -114,7 +203,7 @@ LABEL_SETS: dict[str, LabelSet] = {
         _set("mer2023", [("neutral", "neutral"), ("angry", "anger"), ("happy", "happiness"), ("sad", "sadness"),
                          ("worried", "worry"), ("surprise", "surprise")]),
         _set("iemocap_4class", [("happy", "happiness"), ("sad", "sadness"), ("neutral", "neutral"),
-                                ("angry", "anger")]),
+                                ("angry", "anger")], merged=(("excitement", "happy"),)),
         _set("iemocap_6class", [("happy", "happiness"), ("sad", "sadness"), ("neutral", "neutral"),
                                 ("angry", "anger"), ("excited", "excitement"), ("frustrated", "frustration")]),
         _set("iemocap_all", [("happy", "happiness"), ("sad", "sadness"), ("neutral", "neutral"),
@@ -126,7 +215,8 @@ LABEL_SETS: dict[str, LabelSet] = {
     ]
 }
 LABEL_SETS["ecf"] = LabelSet("ecf", LABEL_SETS["meld"].labels, LABEL_SETS["meld"].families)
-LABEL_SETS["demo"] = LabelSet("demo", LABEL_SETS["iemocap_4class"].labels, LABEL_SETS["iemocap_4class"].families)
+LABEL_SETS["demo"] = LabelSet("demo", LABEL_SETS["iemocap_4class"].labels, LABEL_SETS["iemocap_4class"].families,
+                              LABEL_SETS["iemocap_4class"].merged)
 
 
 def get_label_set(name: str) -> LabelSet:

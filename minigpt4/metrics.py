@@ -1,8 +1,9 @@
 """Emotion-recognition metrics over parsed answers, computed with scikit-learn.
 
-Unparsed answers (no known label in the generated text) are never coerced to a label: in single-label
-scoring they are a prediction outside the label set, so they count as wrong and lower recall without
-raising any class's precision, and they get their own trailing column in the confusion matrix.
+Unparsed answers (no known label in the generated text) are never coerced to a label, and neither are
+ambiguous ones (several different labels where one was asked for: never "the first one named"). In
+single-label scoring both are a prediction outside the label set, so they count as wrong and lower recall
+without raising any class's precision, and each gets its own trailing column in the confusion matrix.
 """
 from __future__ import annotations
 
@@ -22,6 +23,9 @@ from sklearn.preprocessing import MultiLabelBinarizer
 from minigpt4.labels import LabelSet
 
 UNPARSED = "unparsed"
+AMBIGUOUS = "ambiguous"
+NO_LABEL_COLUMNS = (AMBIGUOUS, UNPARSED)
+"""Trailing confusion-matrix columns, in this order, each present only when some prediction falls in it."""
 LABEL_MODES = ("single", "multi")
 
 
@@ -38,8 +42,8 @@ def _per_class(labels: Sequence[str], p: np.ndarray, r: np.ndarray, f: np.ndarra
 
 
 def _single(gold: list[str], pred: list[str], labels: list[str]) -> dict:
-    """Single-label scores on one gold and one predicted label per sample (pred may be ``UNPARSED``)."""
-    n_unparsed = pred.count(UNPARSED)
+    """Single-label scores on one gold and one predicted label per sample (pred may be ``UNPARSED`` or
+    ``AMBIGUOUS``)."""
     gold_set, pred_set = set(gold), set(pred)
     gold_present = [x for x in labels if x in gold_set]
     # Macro F1 over the classes that occur in gold or predictions (sklearn's default set, minus "unparsed"):
@@ -47,8 +51,8 @@ def _single(gold: list[str], pred: list[str], labels: list[str]) -> dict:
     seen = [x for x in labels if x in gold_set or x in pred_set]
     p, r, f, s = precision_recall_fscore_support(gold, pred, labels=labels, zero_division=0)
     wp, wr, wf, _ = precision_recall_fscore_support(gold, pred, labels=labels, average="weighted", zero_division=0)
-    columns = labels + [UNPARSED] if n_unparsed else labels
-    cm = confusion_matrix(gold, pred, labels=labels + [UNPARSED])[: len(labels), : len(columns)]
+    columns = labels + [c for c in NO_LABEL_COLUMNS if c in pred_set]
+    cm = confusion_matrix(gold, pred, labels=columns)[: len(labels)]
     return {
         "accuracy": float(accuracy_score(gold, pred)),
         "weighted_precision": float(wp),
@@ -75,6 +79,13 @@ def _multi(gold: list[list[str]], pred: list[list[str]], labels: list[str]) -> d
         out |= {f"{average}_precision": float(ap), f"{average}_recall": float(ar), f"{average}_f1": float(af)}
     out["macro_f1"] = float(f1_score(y_true, y_pred, labels=seen, average="macro", zero_division=0))
     out["subset_accuracy"] = float(accuracy_score(y_true, y_pred))
+    # Reference: always predicting the most frequent gold label of this very split (a baseline favoured by
+    # knowing the split's label counts); a multi-label model must clear it.
+    majority = int(y_true.sum(axis=0).argmax())
+    always = np.zeros_like(y_true)
+    always[:, majority] = 1
+    out["majority_samples_f1"] = float(f1_score(y_true, always, average="samples", zero_division=0))
+    out["mean_predicted_labels"] = float(y_pred.sum(axis=1).mean())
     out["hamming_loss"] = float(hamming_loss(y_true, y_pred))
     out["per_class"] = _per_class(labels, p, r, f, s)
     return out
@@ -86,7 +97,8 @@ def compute_metrics(
     """All metrics of one evaluation as a JSON-ready dict.
 
     ``gold``/``pred`` hold each sample's labels (``pred`` as parsed: empty means unparsed). ``single`` scores
-    gold[0] against pred[0]; ``multi`` scores the binarised sets (micro / macro / weighted / samples F1,
+    gold[0] against the one predicted label (``ambiguous`` when several were parsed, ``unparsed`` when none);
+    ``multi`` scores the binarised sets (micro / macro / weighted / samples F1,
     subset accuracy, Hamming loss, per-class) and adds accuracy, UAR and the confusion matrix of the primary
     labels (gold[0] vs pred[0]), so every report has a matrix to draw. Confusion rows are gold labels and
     columns predicted labels, both in the label set's order, plus an ``unparsed`` column when any.
@@ -103,8 +115,10 @@ def compute_metrics(
     gold_c, pred_c = _canonical(label_set, gold), _canonical(label_set, pred)
     primary_gold = [row[0] for row in gold_c]
     primary_pred = [row[0] if row else UNPARSED for row in pred_c]
+    if label_mode == "single":
+        primary_pred = [AMBIGUOUS if len(set(row)) > 1 else p for row, p in zip(pred_c, primary_pred)]
     out: dict = {"label_mode": label_mode, "labels": labels, "n_samples": len(gold_c),
-                 "n_unparsed": primary_pred.count(UNPARSED)}
+                 "n_unparsed": primary_pred.count(UNPARSED), "n_ambiguous": primary_pred.count(AMBIGUOUS)}
     out |= _single(primary_gold, primary_pred, labels)
     if label_mode == "multi":
         out |= _multi(gold_c, pred_c, labels)

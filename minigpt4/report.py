@@ -16,12 +16,12 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from minigpt4.labels import LABEL_SETS, LabelSet
-from minigpt4.metrics import UNPARSED, compute_metrics
+from minigpt4.metrics import NO_LABEL_COLUMNS, compute_metrics
 
 # Scalar metrics shown first (in this order) in Markdown tables, when present.
 HEADLINE = (
     "accuracy", "weighted_precision", "weighted_recall", "weighted_f1", "macro_f1", "uar", "micro_f1",
-    "samples_f1", "subset_accuracy", "hamming_loss", "n_samples", "n_unparsed",
+    "samples_f1", "majority_samples_f1", "subset_accuracy", "hamming_loss", "n_samples", "n_unparsed", "n_ambiguous",
 )
 HEATMAP_DPI = 100
 
@@ -148,7 +148,8 @@ def _report_md(title: str, metrics: dict, label_set: LabelSet, preds: Sequence[P
     parts = [
         f"# {title}\n",
         f"Label set `{label_set.name}` ({', '.join(label_set.labels)}), {metrics['label_mode']}-label; "
-        f"{metrics['n_samples']} samples, {metrics['n_unparsed']} unparsed.\n",
+        f"{metrics['n_samples']} samples, {metrics['n_unparsed']} unparsed, {metrics.get('n_ambiguous', 0)} "
+        f"ambiguous.\n",
         "## Metrics\n",
         *(["`accuracy`, `uar` and the confusion matrix score the primary (first) labels; the other metrics "
            "score the binarised label sets.\n"] if metrics["label_mode"] == "multi" else []),
@@ -166,6 +167,12 @@ def _report_md(title: str, metrics: dict, label_set: LabelSet, preds: Sequence[P
     unparsed = [p for p in preds if not p.pred]
     parts.append(_md_table(["id", "gold", "answer"], ([p.id, ", ".join(p.gold), p.text] for p in unparsed))
                  if unparsed else "None.\n")
+    if metrics["label_mode"] == "single":
+        ambiguous = [p for p in preds if len(set(p.pred)) > 1]
+        parts += [f"## Ambiguous answers ({len(ambiguous)}): several labels named, scored as wrong\n",
+                  _md_table(["id", "gold", "parsed", "answer"],
+                            ([p.id, ", ".join(p.gold), ", ".join(p.pred), p.text] for p in ambiguous))
+                  if ambiguous else "None.\n"]
     if extra:
         parts += ["## Run\n", _md_table(["key", "value"], extra.items())]
     return "\n".join(parts)
@@ -173,17 +180,20 @@ def _report_md(title: str, metrics: dict, label_set: LabelSet, preds: Sequence[P
 
 def write_report(
     out_dir: str | Path, preds: Sequence[Prediction], label_set: LabelSet, label_mode: str, title: str,
-    extra: dict | None = None,
+    extra: dict | None = None, decision: dict | None = None,
 ) -> dict:
     """Score ``preds`` and write every evaluation output into ``out_dir``; return the metrics.
 
-    ``metrics.json`` holds exactly what :func:`compute_metrics` returns, so :func:`rescore` reproduces it
-    from ``predictions.jsonl``; run details in ``extra`` (checkpoint, prompt, ...) go to ``run.json`` and
+    ``metrics.json`` holds what :func:`compute_metrics` returns, so :func:`rescore` reproduces it from
+    ``predictions.jsonl``, plus, for multi-label score mode, the ``decision`` that turned label probabilities into
+    sets (threshold or top-k and where it was chosen); run details in ``extra`` (checkpoint, prompt, ...) go to ``run.json`` and
     ``report.md``. ``report.txt`` keeps upstream Emotion-LLaMA's lines (weighted precision / recall / F1).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     metrics = compute_metrics([p.gold for p in preds], [p.pred for p in preds], label_set, label_mode)
+    if decision is not None:
+        metrics["decision"] = decision
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     write_predictions(out / "predictions.jsonl", preds)
     if extra:
@@ -236,7 +246,7 @@ def summarize_folds(
     """Cross-validation summary: per-fold metrics, mean ± std of every scalar metric, test metrics.
 
     Writes ``summary.json``, ``summary.md`` and ``confusion_matrix_folds.png`` (fold confusion matrices
-    summed, with an ``unparsed`` column when any fold has one).
+    summed, with ``ambiguous`` / ``unparsed`` columns when any fold has them).
     """
     if not fold_metrics:
         raise ValueError("no fold metrics to summarise")
@@ -248,12 +258,12 @@ def summarize_folds(
     keys = [k for k in next(iter(per_fold.values())) if all(k in s for s in per_fold.values())]
     aggregate = {k: mean_std([s[k] for s in per_fold.values()]) for k in keys}
 
-    has_unparsed = any(len(m["confusion_columns"]) > len(labels) for m in fold_metrics.values())
-    columns = labels + [UNPARSED] if has_unparsed else labels
+    extra = {c for m in fold_metrics.values() for c in m["confusion_columns"][len(labels):]}
+    columns = labels + [c for c in NO_LABEL_COLUMNS if c in extra]
     total = np.zeros((len(labels), len(columns)), dtype=int)
     for m in fold_metrics.values():
         cm = np.asarray(m["confusion_matrix"], dtype=int)
-        total[:, : cm.shape[1]] += cm
+        total[:, [columns.index(c) for c in m["confusion_columns"]]] += cm
 
     summary = {
         "labels": labels,

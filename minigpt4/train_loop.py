@@ -396,4 +396,21 @@ def _fit(cfg: DictConfig, info: dist.DistInfo, out: Path) -> Path:
         log.info("final checkpoint %s (from %s%s)", final, chosen.name,
                  f", val {run.best_metric} {best['value']:.4f}" if best["value"] is not None else "")
     dist.barrier()
+    if val_set is not None and cfg.data.label_mode == "multi":
+        save_decision(model, final, val_set, val_cfg, info)
     return final
+
+
+def save_decision(model: EmotionLLaMA, final: Path, val_set: EmotionDataset, val_cfg: DictConfig,
+                  info: dist.DistInfo) -> None:
+    """Choose the multi-label score-mode threshold with the final weights on the validation split and save it
+    in ``final/`` (``scoring.DECISION_FILE``), so evaluation never tunes on the split it scores."""
+    from .evaluation import predict_with_decision
+    from .scoring import save_decision as write_decision
+
+    ckpt.load_trainable(model, final)
+    _, decision = predict_with_decision(model, val_set, OmegaConf.merge(val_cfg, {"eval": {"mode": "score"}}))
+    if info.is_main:
+        write_decision(final, decision)
+        log.info("multi-label decision saved in %s: %s", final, decision.describe()["rule"])
+    dist.barrier()

@@ -3,6 +3,7 @@ eval_emotion.py command line end to end (model run, rescoring, ablation and prom
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 import subprocess
@@ -16,8 +17,9 @@ from minigpt4.build import build_model
 from minigpt4.checkpoint import write_checkpoint
 from minigpt4.collate import Collator
 from minigpt4.config import load_config
-from minigpt4.evaluation import evaluate_dataset, predict
+from minigpt4.evaluation import evaluate_dataset, predict, predict_with_decision
 from minigpt4.pipeline import prepare_data
+from minigpt4.scoring import THRESHOLD_GRID, Decision, candidate_sets, save_decision
 
 ROOT = Path(__file__).resolve().parents[1]
 N = 8
@@ -112,39 +114,74 @@ def test_unparsed_answers_are_counted_and_never_coerced(trained, tmp_path):
     _, model, _, dataset = trained
     ids = [s.id for s in dataset.samples[:4]]
     texts = dict(zip(ids, ["The emotion is: Sad.", "I cannot tell from this clip.", "ANGRY, maybe happy",
-                           "non-neutral and dis-pleased"]))
+                           "non-neutral and dis-pleased"]))  # the third is ambiguous: never its first label
     fake = ScriptedModel(model.tokenizer, texts=texts)
     cfg4 = with_eval(max_samples=4, batch_size=3)
     metrics = evaluate_dataset(fake, dataset, cfg4, tmp_path)
     assert fake.calls == [False, False] and fake.training
     preds = [json.loads(line) for line in (tmp_path / "predictions.jsonl").read_text().splitlines()]
-    assert [p["pred"] for p in preds] == [["sad"], [], ["angry"], []]
+    assert [p["pred"] for p in preds] == [["sad"], [], ["angry", "happy"], []]
     assert [p["text"] for p in preds] == list(texts.values())
-    assert metrics["n_unparsed"] == 2 and metrics["confusion_columns"][-1] == "unparsed"
+    assert metrics["n_unparsed"] == 2 and metrics["n_ambiguous"] == 1
+    assert metrics["confusion_columns"][-2:] == ["ambiguous", "unparsed"]
     assert sum(row[-1] for row in metrics["confusion_matrix"]) == 2
+    assert sum(row[-2] for row in metrics["confusion_matrix"]) == 1
     report = (tmp_path / "report.md").read_text()
     assert "## Unparsed answers (2)" in report and "I cannot tell from this clip." in report
+    assert "## Ambiguous answers (1)" in report and "ANGRY, maybe happy" in report
 
 
-def test_multi_label_scoring_threshold_top_k_and_argmax(trained):
+def scripted_sets(model, data, dataset, probs_by_sample: list[dict], mode: str = "multi"):
+    """A scripted model whose answer distribution over the candidate label sets is given per sample."""
+    label_set = dataset.corpus.label_set
+    answers = candidate_sets(label_set, mode, 2)
+    ids = [s.id for s in dataset.samples[:len(probs_by_sample)]]
+    logits = {i: [math.log(probs.get(a, 1e-9)) for a in answers] for i, probs in zip(ids, probs_by_sample)}
+    return ScriptedModel(model.tokenizer, logits=logits, candidates=[
+        data.builder.encode_answer(label_set.format_answer(a)) for a in answers])
+
+
+SET_PROBS = [{("happy", "neutral"): 0.6, ("happy",): 0.4},  # marginals: happy 1.0, neutral 0.6
+             {("sad",): 0.7, ("sad", "angry"): 0.3},  # sad 1.0, angry 0.3
+             {("angry",): 0.55, ("neutral",): 0.45}]  # angry 0.55, neutral 0.45
+
+
+def test_multi_label_scoring_ranks_label_sets_and_thresholds_label_marginals(trained, tmp_path):
     _, model, data, dataset = trained
-    labels = dataset.corpus.label_set.labels  # happy, sad, neutral, angry
-    ids = [s.id for s in dataset.samples[:3]]
-    probs = {ids[0]: [0.55, 0.06, 0.35, 0.04], ids[1]: [0.32, 0.28, 0.22, 0.18], ids[2]: [0.02, 0.6, 0.03, 0.35]}
-    fake = ScriptedModel(model.tokenizer, logits={k: torch.tensor(v).log().tolist() for k, v in probs.items()},
-                         candidates=[data.builder.encode_answer(x) for x in labels])
-    multi = ["data.label_mode=multi", "eval.mode=score", "eval.max_samples=3"]
-    thresholded = predict(fake, dataset, load_config(None, [*OVERRIDES, *multi, "eval.threshold=0.3"]))
-    assert [p.pred for p in thresholded] == [["happy", "neutral"], ["happy"], ["sad", "angry"]]
-    assert [p.text for p in thresholded] == ["happy, neutral", "happy", "sad, angry"]
-    top1 = predict(fake, dataset, load_config(None, [*OVERRIDES, *multi, "eval.threshold=0.9"]))
-    assert [p.pred for p in top1] == [["happy"], ["happy"], ["sad"]]
-    top3 = predict(fake, dataset, load_config(None, [*OVERRIDES, *multi, "eval.top_k=3"]))
-    assert [p.pred for p in top3] == [["happy", "neutral", "sad"], ["happy", "sad", "neutral"],
-                                      ["sad", "angry", "neutral"]]
-    single = predict(fake, dataset, load_config(None, [*OVERRIDES, "eval.mode=score", "eval.max_samples=3"]))
-    assert [p.pred for p in single] == [["happy"], ["happy"], ["sad"]]
-    assert all(len(p.gold) == 1 for p in single)
+    fake = scripted_sets(model, data, dataset, SET_PROBS)
+    multi = [*OVERRIDES, "data.label_mode=multi", "eval.mode=score", "eval.max_samples=3"]
+    half = predict(fake, dataset, load_config(None, [*multi, "eval.threshold=0.5"]))
+    assert [p.pred for p in half] == [["happy", "neutral"], ["sad"], ["angry"]]
+    assert [p.text for p in half] == ["happy, neutral", "sad", "angry"]
+    low = predict(fake, dataset, load_config(None, [*multi, "eval.threshold=0.25"]))
+    assert [p.pred for p in low] == [["happy", "neutral"], ["sad", "angry"], ["angry", "neutral"]]
+    top1 = predict(fake, dataset, load_config(None, [*multi, "eval.top_k=1"]))
+    assert [p.pred for p in top1] == [["happy"], ["sad"], ["angry"]]
+    high = predict(fake, dataset, load_config(None, [*multi, "eval.threshold=0.99"]))
+    assert [p.pred for p in high] == [["happy"], ["sad"], ["angry"]]  # the most probable label always
+
+    # No threshold by hand: on the validation split it is chosen there; elsewhere it must come from the checkpoint.
+    _, tuned = predict_with_decision(fake, dataset, load_config(None, [*multi, "eval.split=val"]))
+    assert tuned.source == "validation" and tuned.n_val == 3 and tuned.threshold in THRESHOLD_GRID
+    with pytest.raises(ValueError, match="needs a threshold chosen on the validation split"):
+        predict(fake, dataset, load_config(None, multi))
+    save_decision(tmp_path, Decision(0.25, 0, 2, "none", "validation", 0.9, 10))
+    saved, used = predict_with_decision(fake, dataset, load_config(None, [*multi, f"model.checkpoint={tmp_path}"]))
+    assert used.threshold == 0.25 and [p.pred for p in saved] == [p.pred for p in low]
+    metrics = evaluate_dataset(fake, dataset, load_config(None, [*multi, f"model.checkpoint={tmp_path}"]),
+                               tmp_path / "eval")
+    stored = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert stored["decision"]["threshold"] == 0.25 and stored["decision"]["source"] == "validation"
+    assert metrics["decision"] == stored["decision"]
+    with pytest.raises(ValueError, match="chosen with eval.max_labels=2 eval.score_norm=none"):
+        predict(fake, dataset, load_config(None, [*multi, f"model.checkpoint={tmp_path}", "eval.score_norm=mean"]))
+
+
+def test_single_label_scoring_takes_the_most_likely_label(trained):
+    _, model, data, dataset = trained
+    fake = scripted_sets(model, data, dataset, [{("neutral",): 0.5, ("sad",): 0.3}, {("angry",): 0.9}], "single")
+    single = predict(fake, dataset, load_config(None, [*OVERRIDES, "eval.mode=score", "eval.max_samples=2"]))
+    assert [p.pred for p in single] == [["neutral"], ["angry"]] and all(len(p.gold) == 1 for p in single)
 
 
 def png_size(path: Path) -> tuple[int, int]:

@@ -20,21 +20,30 @@ IEMO4 = get_label_set("iemocap_4class")  # happy, sad, neutral, angry: not alpha
 
 def test_single_label_hand_computed() -> None:
     gold = [["happy"], ["happy"], ["sad"], ["neutral"]]
-    pred = [["happy"], ["sad", "angry"], ["sad"], []]  # second: first mention wins; last: unparsed
+    pred = [["happy"], ["sad", "angry"], ["sad"], []]  # second: ambiguous (never its first label); last: unparsed
     m = compute_metrics(gold, pred, IEMO4, "single")
-    assert m["n_samples"] == 4 and m["n_unparsed"] == 1
+    assert m["n_samples"] == 4 and m["n_unparsed"] == 1 and m["n_ambiguous"] == 1
     assert m["accuracy"] == pytest.approx(0.5)
-    # happy P=1 R=.5 F=2/3 (n=2); sad P=.5 R=1 F=2/3 (n=1); neutral 0 (n=1); angry absent.
-    assert m["weighted_precision"] == pytest.approx((2 * 1 + 0.5) / 4)
+    # happy P=1 R=.5 F=2/3 (n=2); sad P=1 R=1 F=1 (n=1); neutral 0 (n=1); angry absent.
+    assert m["weighted_precision"] == pytest.approx((2 * 1 + 1) / 4)
     assert m["weighted_recall"] == pytest.approx(0.5)
-    assert m["weighted_f1"] == pytest.approx((2 * 2 / 3 + 2 / 3) / 4)
-    assert m["macro_f1"] == pytest.approx((2 / 3 + 2 / 3 + 0) / 3)  # angry neither gold nor predicted
+    assert m["weighted_f1"] == pytest.approx((2 * 2 / 3 + 1) / 4)
+    assert m["macro_f1"] == pytest.approx((2 / 3 + 1 + 0) / 3)  # angry neither gold nor predicted
     assert m["uar"] == pytest.approx((0.5 + 1 + 0) / 3)
     assert m["per_class"]["happy"] == pytest.approx({"precision": 1.0, "recall": 0.5, "f1": 2 / 3, "support": 2})
     assert m["per_class"]["angry"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
     assert m["labels"] == ["happy", "sad", "neutral", "angry"]
-    assert m["confusion_columns"] == ["happy", "sad", "neutral", "angry", "unparsed"]
-    assert m["confusion_matrix"] == [[1, 1, 0, 0, 0], [0, 1, 0, 0, 0], [0, 0, 0, 0, 1], [0, 0, 0, 0, 0]]
+    assert m["confusion_columns"] == ["happy", "sad", "neutral", "angry", "ambiguous", "unparsed"]
+    assert m["confusion_matrix"] == [[1, 0, 0, 0, 1, 0], [0, 1, 0, 0, 0, 0], [0, 0, 0, 0, 0, 1], [0, 0, 0, 0, 0, 0]]
+
+
+def test_the_same_label_twice_is_not_ambiguous_and_multi_label_sets_are_not_either() -> None:
+    single = compute_metrics([["happy"]], [["happy", "happy"]], IEMO4, "single")
+    assert single["accuracy"] == 1.0 and single["n_ambiguous"] == 0
+    multi = compute_metrics([["happy", "sad"], ["neutral"]], [["happy", "sad"], ["neutral"]], IEMO4, "multi")
+    assert multi["n_ambiguous"] == 0 and multi["samples_f1"] == 1.0
+    assert multi["majority_samples_f1"] == pytest.approx((2 / 3 + 0) / 2)  # always "happy" (first of the tie)
+    assert multi["mean_predicted_labels"] == 1.5
 
 
 def test_no_unparsed_column_when_all_parsed() -> None:
@@ -126,7 +135,7 @@ def test_multi_label_matches_sklearn() -> None:
         ([["happy"]], [], "single", "1 gold rows but 0"),
         ([], [], "single", "no samples"),
         ([[]], [["happy"]], "single", "at least one gold"),
-        ([["happy"]], [["excited"]], "single", "unknown label 'excited'"),
+        ([["happy"]], [["frustrated"]], "single", "unknown label 'frustrated'"),
     ],
 )
 def test_invalid_inputs_raise(gold: list, pred: list, mode: str, match: str) -> None:
