@@ -207,3 +207,14 @@ def test_deepspeed_zero2_steps_on_cpu(tmp_path: Path) -> None:
     losses = metric(out, "train/loss")
     assert sorted(losses) == [1, 2, 3] and all(v == v for v in losses.values())
     assert (out / "final" / ckpt.WEIGHTS).is_file()
+
+
+def test_multi_label_run_saves_the_threshold_chosen_on_validation(tmp_path: Path) -> None:
+    import json
+
+    from minigpt4.scoring import DECISION_FILE, THRESHOLD_GRID
+
+    final = fit(cfg_for(tmp_path, "run.max_steps=3", "data.label_mode=multi", "data.modalities=[audio]"))
+    decision = json.loads((final / DECISION_FILE).read_text())
+    assert decision["source"] == "validation" and decision["n_val"] == 16
+    assert decision["threshold"] in THRESHOLD_GRID and 0 <= decision["val_samples_f1"] <= 1
