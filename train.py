@@ -18,18 +18,30 @@ EXAMPLES = ("python train.py",
             "python train.py --cfg-path train_configs/meld.yaml data.root=/data/MELD")
 
 
-def main(argv: list[str]) -> None:
+def main(argv: list[str]) -> int:
     parser = entry.make_parser("train.py", __doc__, KEYS, EXAMPLES,
                                default="; writes runs/demo (make demo's folds use runs/cross/demo)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="discard an earlier train.py run in run.output_dir (never a folder it did not create)")
     args, overrides = entry.parse(parser, argv)
     from minigpt4.config import load_config
-    from minigpt4.train_loop import fit
+    from minigpt4.output_folder import OutputFolderError
+    from minigpt4.run_lock import RunLocked
+    from minigpt4.train_loop import TrainingInterrupted, fit
 
     cfg = load_config(entry.recipe(args.cfg_path), overrides)
     entry.announce("train.py", args.cfg_path, f"run folder {cfg.run.output_dir}")
-    final = fit(cfg)
+    try:
+        final = fit(cfg, overwrite=args.overwrite)
+    except (OutputFolderError, RunLocked) as err:
+        print(f"train.py: error: {err}", file=sys.stderr)
+        return 1
+    except TrainingInterrupted as err:
+        print(f"train.py: {err}", file=sys.stderr)
+        return 143  # 128 + SIGTERM, as if the signal had ended the process
     print(f"final checkpoint: {final}")
+    return 0
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(main(sys.argv[1:]))

@@ -34,7 +34,7 @@ class Collator:
                 labels[i, p:n] = torch.as_tensor(e["answer"])
         batch: dict[str, Any] = {
             "input_ids": input_ids, "slots": slots, "attention_mask": attention,
-            "ids": [e["id"] for e in examples], "gold": [e["gold"] for e in examples],
+            "sample_ids": [e["id"] for e in examples], "gold": [e["gold"] for e in examples],
             "features": {k: torch.from_numpy(np.stack([e["features"][k] for e in examples]))
                          for k in examples[0]["features"]},
         }

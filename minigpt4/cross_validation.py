@@ -34,7 +34,7 @@ from typing import Any, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
-from . import child_process
+from . import child_process, run_folder, run_lock
 from .config import ConfigError, load_config, save_config
 from .corpora import load_corpus
 from .labels import LabelSet
@@ -283,9 +283,14 @@ def run_unit(unit: str, base: DictConfig, section: DictConfig, opts: Options, pr
 
     if not (unit_dir / "final").is_dir():
         resume = _has_checkpoint(unit_dir)
+        holder = run_lock.holder(unit_dir)
+        if holder is not None:
+            raise CrossValidationError(f"{unit_label(unit, base)}: {unit_dir} is still in use by {holder}; "
+                                       f"stop it or wait for it before rerunning")
         if not resume and unit_dir.exists():
             shutil.rmtree(unit_dir)  # a start that left no checkpoint: restart cleanly
-        unit_dir.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            run_folder.claim(train_cfg)  # the fold's run folder, as train.py will find it
         config = unit_dir / "config.yaml"
         save_config(train_cfg, config)
         progress(f"{unit_label(unit, base)} train{' (resuming)' if resume else ''}: log {unit_dir / 'train.out'}")

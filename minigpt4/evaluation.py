@@ -78,7 +78,7 @@ def _scored_rows(model: EmotionLLaMA, dataset: EmotionDataset, cfg: DictConfig,
         scores = scoring.normalise(model.score(batch, candidates).float().cpu(), lengths, cfg.eval.score_norm,
                                    None if prior is None else prior.cpu())
         marginals = scoring.label_marginals(torch.softmax(scores, dim=-1), answers, label_set)
-        rows += [(str(i), g, m) for i, g, m in zip(batch["ids"], _golds(batch, label_mode), marginals.tolist())]
+        rows += [(str(i), g, m) for i, g, m in zip(batch["sample_ids"], _golds(batch, label_mode), marginals.tolist())]
     return _gather(rows)
 
 
@@ -129,7 +129,7 @@ def predict_with_decision(model: EmotionLLaMA, dataset: EmotionDataset,
                               disable=True if dist.rank() else None, leave=False):
                 texts = model.generate(batch, max_new_tokens=ev.max_new_tokens)
                 preds += [Prediction(str(i), g, list(label_set.parse(t)), t)
-                          for i, g, t in zip(batch["ids"], _golds(batch, label_mode), texts)]
+                          for i, g, t in zip(batch["sample_ids"], _golds(batch, label_mode), texts)]
             return _gather(preds), None
         answers = scoring.candidate_sets(label_set, label_mode, ev.max_labels)
         rows = _scored_rows(model, dataset, cfg, answers)

@@ -1,17 +1,21 @@
 """``fit(cfg)``: the training loop, readable top to bottom.
 
-One optimizer step = ``run.grad_accum`` micro-batches under autocast, each loss divided by ``grad_accum``,
-gradients synchronised only on the last one (``no_sync``), clipped, then one optimizer and one LR step
-(linear warmup + cosine to ``min_lr_ratio * lr``). Distribution is torchrun + DDP, or DeepSpeed ZeRO when
-``run.deepspeed`` names a JSON file (one branch: ``engine.backward`` / ``engine.step``).
+One optimizer step = ``run.grad_accum`` micro-batches, then one clipped optimizer and one LR step (linear
+warmup + cosine to ``min_lr_ratio * lr``). Plain / torchrun + DDP and DeepSpeed ZeRO (``run.deepspeed``)
+differ only inside the engine (:mod:`minigpt4.engine`).
 
 Reproducibility: the data order is a function of (seed, epoch) only, the position in the epoch is skipped on
 resume, and optimizer, scheduler and every rank's RNG states travel in the checkpoint, so an interrupted and
 resumed run ends with the same parameters as an uninterrupted one.
 
+Safety: the run folder is locked (one trainer at a time), records the config's fingerprint (a different
+config, or an existing run without ``run.resume=true``, is refused unless ``overwrite``), and SIGTERM (SLURM,
+``timeout``) ends the run after the current step with a checkpoint to resume from.
+
 Run folder (``run.output_dir``)::
 
     config.yaml  train.log  metrics.csv  tb/        resolved config, log, long-format metrics, TensorBoard
+    created_by.json  run.lock                       config fingerprint; the running trainer's pid and host
     checkpoints/step_<N>/                           last ``keep_last`` + the best, with resume state
     final/                                          best-on-val (else last) weights + config + tokenizer
 """
@@ -19,11 +23,13 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import json
+import itertools
 import logging
 import math
 import random
+import signal
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -31,46 +37,31 @@ import numpy as np
 import torch
 import torch.distributed as tdist
 from omegaconf import DictConfig, OmegaConf
-from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 from tqdm import tqdm
 
 from . import checkpoint as ckpt
-from . import dist
+from . import dist, run_folder
 from .build import build_model
 from .collate import Collator
 from .config import ConfigError, require_complete, save_config
-from .data import EmotionDataset, class_weights, present_slots
+from .data import EmotionDataset, class_weights
+from .engine import Engine, make_engine
 from .model import EmotionLLaMA
 from .pipeline import prepare_data
+from .run_lock import RunLock
 
 log = logging.getLogger(__name__)
-_AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class TrainingInterrupted(RuntimeError):
+    """SIGTERM stopped the run after a step; a checkpoint to resume from was written."""
 
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def lr_lambda(total_steps: int, warmup: int, min_ratio: float):
-    """LR multiplier after ``s`` optimizer steps: linear warmup to 1, then cosine down to ``min_ratio``."""
-    def factor(s: int) -> float:
-        if s < warmup:
-            return (s + 1) / warmup
-        progress = min(1.0, (s - warmup) / max(1, total_steps - warmup))
-        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-    return factor
-
-
-def make_optimizer(model: nn.Module, cfg: DictConfig) -> torch.optim.AdamW:
-    """AdamW; weight decay on matrices only (LoRA A/B, projector weights), never on biases or norms."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in params if p.ndim >= 2], "weight_decay": cfg.run.weight_decay},
-              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.run.lr, betas=(0.9, 0.999))
 
 
 class WeightedShardSampler(Sampler[int]):
@@ -118,33 +109,6 @@ def epoch_loader(dataset: EmotionDataset, sampler: Sampler[int], epoch: int, ski
     batches = [order[i:i + bs] for i in range(0, len(order) - bs + 1, bs)]
     return DataLoader(dataset, batch_sampler=batches[skip:], collate_fn=collate, num_workers=cfg.run.num_workers,
                       generator=torch.Generator().manual_seed(cfg.run.seed + epoch))
-
-
-def unused_projectors(model: EmotionLLaMA, cfg: DictConfig) -> list[str]:
-    """Projectors no prompt slot feeds under ``data.modalities`` (they receive no gradient)."""
-    used, _ = present_slots(cfg, list(model.slot_tokens))
-    return [name for name in model.projectors if name not in used]
-
-
-def deepspeed_config(cfg: DictConfig) -> dict[str, Any]:
-    """The JSON file's settings plus the numbers the run config owns (batch, accumulation, clipping, precision).
-
-    A JSON value that contradicts the run config is an error rather than a silent override.
-    """
-    path = Path(cfg.run.deepspeed)
-    if not path.is_file():
-        raise FileNotFoundError(f"run.deepspeed={path} does not exist")
-    ds = json.loads(path.read_text())
-    owned = {"train_micro_batch_size_per_gpu": cfg.run.batch_size, "gradient_accumulation_steps": cfg.run.grad_accum,
-             "gradient_clipping": cfg.run.max_grad_norm}
-    for key, value in owned.items():
-        if ds.get(key, "auto") not in ("auto", value):
-            raise ConfigError(f"{path}: {key}={ds[key]} contradicts the run config ({value}); set it to \"auto\"")
-        ds[key] = value
-    ds.pop("train_batch_size", None)
-    ds["bf16"] = {**ds.get("bf16", {}), "enabled": cfg.run.precision == "bf16"}
-    ds["fp16"] = {**ds.get("fp16", {}), "enabled": cfg.run.precision == "fp16"}
-    return ds
 
 
 class MetricsLog:
@@ -200,204 +164,266 @@ def validation_loss(model: EmotionLLaMA, dataset: EmotionDataset, cfg: DictConfi
     return float(total[0] / total[1].clamp(min=1))
 
 
-def fit(cfg: DictConfig) -> Path:
-    """Train as configured and return ``<output_dir>/final`` (the checkpoint other entry points load)."""
+
+
+@dataclass
+class TrainData:
+    """The model and what it is trained and validated on, with the step counts they imply."""
+
+    model: EmotionLLaMA
+    train_set: EmotionDataset
+    val_set: EmotionDataset | None
+    sampler: Sampler[int]
+    micro_per_epoch: int
+    steps_per_epoch: int
+    total_steps: int
+
+
+@dataclass
+class Progress:
+    """Where the run is: optimizer steps taken and the best validation value so far (and its step)."""
+
+    step: int = 0
+    best: dict[str, Any] = field(default_factory=lambda: {"value": None, "step": None})
+
+
+class StopOnSigterm:
+    """SIGTERM (SLURM, ``timeout``, a stopped ``cross_train.py``) asks the loop to stop after the current step.
+
+    Every rank is asked the same question each step, so all of them stop (and checkpoint) at the same step.
+    """
+
+    def __init__(self) -> None:
+        self.received = False
+        self._previous: Any = None
+
+    def __enter__(self) -> StopOnSigterm:
+        self._previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        signal.signal(signal.SIGTERM, self._previous)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.received = True
+        log.warning("SIGTERM received: stopping after the current step with a checkpoint")
+
+    def requested(self, info: dist.DistInfo) -> bool:
+        if not info.distributed:
+            return self.received
+        flag = torch.tensor([int(self.received)], device=info.device)
+        tdist.all_reduce(flag, op=tdist.ReduceOp.MAX)
+        return bool(flag.item())
+
+
+def fit(cfg: DictConfig, overwrite: bool = False) -> Path:
+    """Train as configured and return ``<output_dir>/final`` (the checkpoint other entry points load).
+
+    ``overwrite`` empties an earlier run folder of ``train.py`` first (never a folder it did not create).
+    """
     require_complete(cfg)
     info = dist.init_distributed(force_group=bool(cfg.run.deepspeed))
     out = Path(cfg.run.output_dir)
-    dist.setup_logging(out / "train.log", info.is_main)
+    lock = RunLock(out)
     try:
-        return _fit(cfg, info, out)
+        refused = None
+        if info.is_main:
+            try:
+                lock.acquire()
+                run_folder.claim(cfg, overwrite)
+            except RuntimeError as err:
+                refused = err
+        refused = dist.broadcast_object(refused)
+        if refused is not None:
+            raise refused
+        dist.setup_logging(out / "train.log", info.is_main)
+        with StopOnSigterm() as stop:
+            return _fit(cfg, info, out, stop)
     finally:
+        lock.release()
         dist.cleanup()
 
 
-def _fit(cfg: DictConfig, info: dist.DistInfo, out: Path) -> Path:
+def _fit(cfg: DictConfig, info: dist.DistInfo, out: Path, stop: StopOnSigterm) -> Path:
     run = cfg.run
-    if run.grad_accum < 1 or run.batch_size < 1:
-        raise ConfigError(f"run.batch_size={run.batch_size} and run.grad_accum={run.grad_accum} must be >= 1")
     if info.is_main:
         save_config(cfg, out / "config.yaml")
+    data = prepare_training(cfg, info)
+    seed_everything(run.seed + info.rank)  # training randomness (dropout) differs per rank, reproducibly
+    engine = make_engine(data.model, cfg, info, data.total_steps)
+    ckpt_dir = out / "checkpoints"
+    progress = resume(cfg, info, data, engine, ckpt_dir)
+    metrics_log = MetricsLog(out, progress.step) if info.is_main else None
+    throughput = Throughput()
+    bar = tqdm(total=data.total_steps, initial=progress.step, desc="train", disable=not info.is_main,
+               dynamic_ncols=True)
+    data.model.train()
+    for epoch, micro_batches in optimizer_steps(data, cfg, progress.step):
+        for micro, batch in enumerate(micro_batches):
+            throughput.add(engine.backward(batch, last=micro == run.grad_accum - 1), batch)
+        grad_norm = engine.step()
+        progress.step += 1
+        step = progress.step
+        bar.update(1)
+        last = step == data.total_steps
+        if step % run.log_every == 0 or last:
+            values = throughput.drain(info) | {"train/lr": engine.lr(), "train/grad_norm": grad_norm}
+            if metrics_log is not None:
+                metrics_log.write(step, epoch, values)
+                bar.set_postfix(loss=f"{values['train/loss']:.4f}", lr=f"{values['train/lr']:.2e}")
+        improved = False
+        if data.val_set is not None and ((run.eval_every and step % run.eval_every == 0) or last):
+            improved = validate(data, cfg, info, engine, progress, metrics_log, epoch)
+        stopping = stop.requested(info)
+        if stopping or last or improved or (run.save_every and step % run.save_every == 0):
+            save_checkpoint(ckpt_dir / f"step_{step}", data, cfg, info, engine, progress)
+        if stopping:
+            log.warning("stopped by SIGTERM after step %d; checkpoint %s", step, ckpt_dir / f"step_{step}")
+            raise TrainingInterrupted(f"stopped by SIGTERM after step {step} of {data.total_steps}: checkpoint "
+                                      f"{ckpt_dir / f'step_{step}'}; rerun with run.resume=true to continue")
+    bar.close()
+    if metrics_log is not None:
+        metrics_log.close()
+    return publish_final(out, ckpt_dir, progress, data, cfg, info)
+
+
+def prepare_training(cfg: DictConfig, info: dist.DistInfo) -> TrainData:
+    """Build the seeded model and the datasets; fail early when not one optimizer step fits."""
+    run = cfg.run
     seed_everything(run.seed)
     model = build_model(cfg).to(info.device)
     with dist.main_first():
         data = prepare_data(cfg, model)
     train_set = data.dataset("train", cfg, model, train=True)
     val_set = data.dataset("val", cfg, model) if data.splits["val"] else None
-    val_cfg = OmegaConf.merge(cfg, {"eval": {"split": "val"}})  # reports name the split they score
-    collate = Collator(model.tokenizer.pad_token_id, "train")
+    if val_set is None:
+        log.warning("no validation split: final/ will be the last checkpoint")
     sampler = make_sampler(train_set, cfg, info)
     micro_per_epoch = len(sampler) // run.batch_size
     steps_per_epoch = micro_per_epoch // run.grad_accum
     if steps_per_epoch == 0:
         raise ConfigError(f"run.batch_size={run.batch_size} x run.grad_accum={run.grad_accum} x {info.world_size} "
                           f"process(es) exceeds the {len(train_set)} training samples: not one optimizer step fits")
-    total_steps = run.max_steps or run.epochs * steps_per_epoch
-    if val_set is None:
-        log.warning("no validation split: final/ will be the last checkpoint")
+    return TrainData(model, train_set, val_set, sampler, micro_per_epoch, steps_per_epoch,
+                     run.max_steps or run.epochs * steps_per_epoch)
 
-    seed_everything(run.seed + info.rank)  # training randomness (dropout) differs per rank, reproducibly
-    optimizer = make_optimizer(model, cfg)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lr_lambda(total_steps, run.warmup_steps, run.min_lr_ratio))
-    ckpt_dir = out / "checkpoints"
-    saved = ckpt.step_folders(ckpt_dir) if run.resume else []
-    resume_from = saved[-1] if saved else None
-    state: dict[str, Any] = {}
-    if resume_from is not None:
-        log.info("resuming from %s", resume_from)
-        ckpt.load_trainable(model, resume_from)
-        state = ckpt.load_state(resume_from)
-        if state["world_size"] != info.world_size or state["micro_per_epoch"] != micro_per_epoch:
-            raise ValueError(f"{resume_from}: saved with {state['world_size']} process(es) and "
-                             f"{state['micro_per_epoch']} micro-batches per epoch; this run has {info.world_size} "
-                             f"and {micro_per_epoch}: the data order would differ (same batch size and world needed)")
-    elif run.resume:
-        log.info("run.resume: no checkpoint under %s, starting from scratch", ckpt_dir)
 
-    engine = None
-    scaler = torch.amp.GradScaler(info.device.type, enabled=run.precision == "fp16" and not run.deepspeed)
-    if run.deepspeed:
-        import deepspeed
+def resume(cfg: DictConfig, info: dist.DistInfo, data: TrainData, engine: Engine, ckpt_dir: Path) -> Progress:
+    """Load the newest checkpoint under ``run.resume`` (weights, engine, RNG); a fresh :class:`Progress` otherwise."""
+    saved = ckpt.step_folders(ckpt_dir) if cfg.run.resume else []
+    if not saved:
+        if cfg.run.resume:
+            log.info("run.resume: no checkpoint under %s, starting from scratch", ckpt_dir)
+        return Progress()
+    folder = saved[-1]
+    log.info("resuming from %s", folder)
+    ckpt.load_trainable(data.model, folder)
+    state = ckpt.load_state(folder)
+    if state["world_size"] != info.world_size or state["micro_per_epoch"] != data.micro_per_epoch:
+        raise ValueError(f"{folder}: saved with {state['world_size']} process(es) and {state['micro_per_epoch']} "
+                         f"micro-batches per epoch; this run has {info.world_size} and {data.micro_per_epoch}: the "
+                         f"data order would differ (same batch size and world needed)")
+    engine.load(folder, state)
+    ckpt.set_rng_state(state["rng"][info.rank])
+    return Progress(state["step"], state["best"])
 
-        engine, optimizer, _, scheduler = deepspeed.initialize(
-            model=model, optimizer=optimizer, lr_scheduler=scheduler, config=deepspeed_config(cfg))
-        if resume_from is not None:
-            engine.load_checkpoint(str(resume_from), tag="deepspeed", load_module_strict=False)
-        wrapped: nn.Module = engine
-    else:
-        if state:
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            scaler.load_state_dict(state["scaler"])
-        wrapped = model
-        if info.distributed:
-            unused = unused_projectors(model, cfg)
-            if unused:
-                log.info("projectors %s get no gradient under data.modalities: DDP finds unused parameters", unused)
-            wrapped = DistributedDataParallel(model, device_ids=[info.device.index] if info.device.type == "cuda"
-                                              else None, find_unused_parameters=bool(unused))
 
-    step = state.get("step", 0)
-    best: dict[str, Any] = state.get("best", {"value": None, "step": None})
-    if state:
-        ckpt.set_rng_state(state["rng"][info.rank])
-    metrics_log = MetricsLog(out, step) if info.is_main else None
-    autocast_dtype = None if run.deepspeed else _AUTOCAST[run.precision]
-
-    def autocast() -> contextlib.AbstractContextManager:
-        if autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(info.device.type, dtype=autocast_dtype)
-
-    def save(folder: Path) -> None:
-        """Every rank joins (RNG gathering, DeepSpeed's collective save); rank 0 writes and renames."""
-        rngs = dist.all_gather_object(ckpt.rng_state())
-        resume_state = {"step": step, "epoch": step // steps_per_epoch,
-                        "position": (step % steps_per_epoch) * run.grad_accum, "micro_per_epoch": micro_per_epoch,
-                        "world_size": info.world_size, "rng": rngs, "best": best}
-        tmp = None
-        if engine is not None:
-            tmp = ckpt.stage(folder) if info.is_main else ckpt.staging_path(folder)
-            dist.barrier()
-            engine.save_checkpoint(str(tmp), tag="deepspeed", exclude_frozen_parameters=True)
-        else:
-            resume_state.update(optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
-                                scaler=scaler.state_dict())
-        dist.barrier()
-        if info.is_main:
-            ckpt.write_checkpoint(folder, model, cfg, resume_state, tmp=tmp)
-            ckpt.prune(ckpt_dir, run.keep_last, keep=ckpt_dir / f"step_{best['step']}" if best["step"] else None)
-        dist.barrier()
-
-    def validate(epoch: int) -> None:
-        """Val loss + metrics through the evaluation path; a better ``run.best_metric`` saves a checkpoint."""
-        from .evaluation import evaluate_dataset
-
-        val_loss = validation_loss(model, val_set, cfg, info, autocast())
-        with autocast():
-            metrics = {k: v for k, v in evaluate_dataset(model, val_set, val_cfg).items()
-                       if isinstance(v, (int, float))}
-        metrics["loss"] = val_loss
-        if run.best_metric not in metrics:
-            raise ConfigError(f"run.best_metric={run.best_metric!r} is not a validation metric; available: "
-                              f"{', '.join(sorted(metrics))}")
-        value = float(metrics[run.best_metric])
-        lower_better = run.best_metric.endswith("loss")
-        if best["value"] is None or (value < best["value"] if lower_better else value > best["value"]):
-            best.update(value=value, step=step)
-        if metrics_log is not None:
-            metrics_log.write(step, epoch, {f"val/{k}": float(v) for k, v in metrics.items()})
-
-    model.train()
-    bar = tqdm(total=total_steps, initial=step, desc="train", disable=not info.is_main, dynamic_ncols=True)
-    window = torch.zeros(4, dtype=torch.float64)  # loss sum, micro-batches, samples, tokens since the last log
-    window_start = time.perf_counter()
-    while step < total_steps:
-        epoch = step // steps_per_epoch
-        skip = (step % steps_per_epoch) * run.grad_accum
-        batches = iter(epoch_loader(train_set, sampler, epoch, skip, cfg, collate))
-        for _ in range(steps_per_epoch - step % steps_per_epoch):
-            for micro in range(run.grad_accum):
-                batch = next(batches)
-                if engine is not None:
-                    loss = engine(batch).loss
-                    engine.backward(loss)  # DeepSpeed divides by its gradient_accumulation_steps
-                    engine.step()  # steps the optimizer and the LR only on the accumulation boundary
-                else:
-                    last = micro == run.grad_accum - 1
-                    sync = contextlib.nullcontext() if last or wrapped is model else wrapped.no_sync()
-                    with sync:
-                        with autocast():
-                            loss = wrapped(batch).loss
-                        scaler.scale(loss / run.grad_accum).backward()
-                window += torch.tensor([loss.detach().item(), 1, len(batch["ids"]), int(batch["attention_mask"].sum())],
-                                       dtype=torch.float64)
-            if engine is not None:
-                grad_norm = float(engine.get_global_grad_norm() or 0.0)
-            else:
-                scaler.unscale_(optimizer)
-                grad_norm = float(torch.nn.utils.clip_grad_norm_(
-                    [p for p in model.parameters() if p.requires_grad], run.max_grad_norm))
-                scaler.step(optimizer)
-                scaler.update()
-                optimizer.zero_grad(set_to_none=True)
-                scheduler.step()
+def optimizer_steps(data: TrainData, cfg: DictConfig, start: int) -> Iterator[tuple[int, Iterator[dict]]]:
+    """(epoch, the ``run.grad_accum`` micro-batches of one optimizer step) from step ``start`` to the last."""
+    accum = cfg.run.grad_accum
+    collate = Collator(data.model.tokenizer.pad_token_id, "train")
+    step = start
+    while step < data.total_steps:
+        epoch = step // data.steps_per_epoch
+        skip = (step % data.steps_per_epoch) * accum
+        batches = iter(epoch_loader(data.train_set, data.sampler, epoch, skip, cfg, collate))
+        for _ in range(min(data.steps_per_epoch - step % data.steps_per_epoch, data.total_steps - step)):
+            yield epoch, itertools.islice(batches, accum)
             step += 1
-            bar.update(1)
-            if step % run.log_every == 0 or step == total_steps:
-                if info.distributed:
-                    tdist.all_reduce(window)
-                elapsed = time.perf_counter() - window_start
-                values = {"train/loss": float(window[0] / window[1]), "train/lr": scheduler.get_last_lr()[0],
-                          "train/grad_norm": grad_norm, "train/samples_per_s": float(window[2]) / elapsed,
-                          "train/tokens_per_s": float(window[3]) / elapsed}
-                if metrics_log is not None:
-                    metrics_log.write(step, epoch, values)
-                    bar.set_postfix(loss=f"{values['train/loss']:.4f}", lr=f"{values['train/lr']:.2e}")
-                window.zero_()
-                window_start = time.perf_counter()
-            evaluated = val_set is not None and ((run.eval_every and step % run.eval_every == 0)
-                                                 or step == total_steps)
-            if evaluated:
-                validate(epoch)
-            if (run.save_every and step % run.save_every == 0) or step == total_steps or (
-                    evaluated and best["step"] == step):
-                save(ckpt_dir / f"step_{step}")
-            if step == total_steps:
-                break
-    bar.close()
+
+
+class Throughput:
+    """Loss, samples and tokens since the last log line, reduced over ranks when it is written."""
+
+    def __init__(self) -> None:
+        self.window = torch.zeros(4, dtype=torch.float64)  # loss sum, micro-batches, samples, tokens
+        self.start = time.perf_counter()
+
+    def add(self, loss: torch.Tensor, batch: dict) -> None:
+        self.window += torch.tensor([loss.item(), 1, len(batch["sample_ids"]), int(batch["attention_mask"].sum())],
+                                    dtype=torch.float64)
+
+    def drain(self, info: dist.DistInfo) -> dict[str, float]:
+        if info.distributed:
+            tdist.all_reduce(self.window)
+        elapsed = time.perf_counter() - self.start
+        values = {"train/loss": float(self.window[0] / self.window[1]),
+                  "train/samples_per_s": float(self.window[2]) / elapsed,
+                  "train/tokens_per_s": float(self.window[3]) / elapsed}
+        self.window.zero_()
+        self.start = time.perf_counter()
+        return values
+
+
+def validate(data: TrainData, cfg: DictConfig, info: dist.DistInfo, engine: Engine, progress: Progress,
+             metrics_log: MetricsLog | None, epoch: int) -> bool:
+    """Val loss + metrics through the evaluation path; True when ``run.best_metric`` improved."""
+    from .evaluation import evaluate_dataset
+
+    val_cfg = val_config(cfg)
+    val_loss = validation_loss(data.model, data.val_set, cfg, info, engine.autocast())
+    with engine.autocast():
+        metrics = {k: v for k, v in evaluate_dataset(data.model, data.val_set, val_cfg).items()
+                   if isinstance(v, (int, float))}
+    metrics["loss"] = val_loss
+    name = cfg.run.best_metric
+    if name not in metrics:
+        raise ConfigError(f"run.best_metric={name!r} is not a validation metric; available: "
+                          f"{', '.join(sorted(metrics))}")
     if metrics_log is not None:
-        metrics_log.close()
-    chosen = ckpt_dir / f"step_{best['step'] if best['step'] is not None else step}"
+        metrics_log.write(progress.step, epoch, {f"val/{k}": float(v) for k, v in metrics.items()})
+    value, best = float(metrics[name]), progress.best
+    if best["value"] is not None and (value >= best["value"] if name.endswith("loss") else value <= best["value"]):
+        return False
+    best.update(value=value, step=progress.step)
+    return True
+
+
+def val_config(cfg: DictConfig) -> DictConfig:
+    return OmegaConf.merge(cfg, {"eval": {"split": "val"}})  # reports name the split they score
+
+
+def save_checkpoint(folder: Path, data: TrainData, cfg: DictConfig, info: dist.DistInfo, engine: Engine,
+                    progress: Progress) -> None:
+    """Every rank joins (RNG gathering, DeepSpeed's collective save); rank 0 writes, renames and prunes."""
+    step, per_epoch = progress.step, data.steps_per_epoch
+    state = {"step": step, "epoch": step // per_epoch, "position": (step % per_epoch) * cfg.run.grad_accum,
+             "micro_per_epoch": data.micro_per_epoch, "world_size": info.world_size,
+             "rng": dist.all_gather_object(ckpt.rng_state()), "best": progress.best}
+    tmp = ckpt.stage(folder) if info.is_main else ckpt.staging_path(folder)
+    dist.barrier()
+    state |= engine.save(tmp)
+    dist.barrier()
+    if info.is_main:
+        ckpt.write_checkpoint(folder, data.model, cfg, state, tmp=tmp)
+        best = progress.best["step"]
+        ckpt.prune(folder.parent, cfg.run.keep_last, keep=folder.parent / f"step_{best}" if best else None)
+    dist.barrier()
+
+
+def publish_final(out: Path, ckpt_dir: Path, progress: Progress, data: TrainData, cfg: DictConfig,
+                  info: dist.DistInfo) -> Path:
+    """Export the best-on-validation checkpoint (else the last) as ``final/`` (with the multi-label decision)."""
+    best = progress.best
+    chosen = ckpt_dir / f"step_{best['step'] if best['step'] is not None else progress.step}"
     final = out / "final"
     if info.is_main:
         ckpt.export_final(chosen, final)
         log.info("final checkpoint %s (from %s%s)", final, chosen.name,
-                 f", val {run.best_metric} {best['value']:.4f}" if best["value"] is not None else "")
+                 f", val {cfg.run.best_metric} {best['value']:.4f}" if best["value"] is not None else "")
     dist.barrier()
-    if val_set is not None and cfg.data.label_mode == "multi":
-        save_decision(model, final, val_set, val_cfg, info)
+    if data.val_set is not None and cfg.data.label_mode == "multi":
+        save_decision(data.model, final, data.val_set, val_config(cfg), info)
     return final
 
 

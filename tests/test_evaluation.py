@@ -102,12 +102,12 @@ class ScriptedModel(torch.nn.Module):
 
     def generate(self, batch, max_new_tokens):
         self.calls.append(self.training)
-        return [self.texts[i] for i in batch["ids"]]
+        return [self.texts[i] for i in batch["sample_ids"]]
 
     def score(self, batch, candidates):
         self.calls.append(self.training)
         assert candidates == self.candidates
-        return torch.tensor([self.logits[i] for i in batch["ids"]])
+        return torch.tensor([self.logits[i] for i in batch["sample_ids"]])
 
 
 def test_unparsed_answers_are_counted_and_never_coerced(trained, tmp_path):

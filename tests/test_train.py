@@ -17,7 +17,8 @@ from minigpt4.build import build_model
 from minigpt4.collate import Collator
 from minigpt4.config import ConfigError, load_config
 from minigpt4.pipeline import prepare_data
-from minigpt4.train_loop import WeightedShardSampler, fit, lr_lambda
+from minigpt4.engine import lr_lambda
+from minigpt4.train_loop import WeightedShardSampler, fit
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ["run.eval_every=0", "eval.max_samples=16", "run.log_every=1", "run.warmup_steps=2"]

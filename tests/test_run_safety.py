@@ -1,0 +1,126 @@
+"""Never lose data, never mix runs: run-folder lock and fingerprint, SIGTERM checkpoints, owned output folders."""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from minigpt4 import checkpoint as ckpt
+from minigpt4.config import load_config
+from minigpt4.output_folder import MARKER, OutputFolderError, claim
+from minigpt4.run_folder import RunFolderError
+from minigpt4.run_lock import LOCK_FILE, RunLock, RunLocked
+from minigpt4.train_loop import TrainingInterrupted, fit
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK = ["run.eval_every=0", "eval.max_samples=16", "run.log_every=1", "run.warmup_steps=2"]
+
+
+def cfg_for(out: Path, *overrides: str):
+    return load_config(ROOT / "train_configs" / "demo.yaml", [f"run.output_dir={out}", *QUICK, *overrides])
+
+
+def test_output_folder_is_replaced_only_when_it_is_the_tools_own_and_asked(tmp_path: Path) -> None:
+    foreign = tmp_path / "corpus"
+    foreign.mkdir()
+    (foreign / "labels.csv").write_text("keep me")
+    for overwrite in (False, True):
+        with pytest.raises(OutputFolderError, match=rf"corpus is not empty .* has no {MARKER}"):
+            claim(foreign, "pack_features.py", overwrite=overwrite)
+    assert (foreign / "labels.csv").read_text() == "keep me"
+
+    mine = tmp_path / "store"
+    assert claim(mine, "pack_features.py", identity={"a": 1}) is None
+    (mine / "audio.npy").write_text("old")
+    assert claim(mine, "pack_features.py", identity={"a": 2})["identity"] == {"a": 1}  # caller decides
+    assert (mine / "audio.npy").is_file()
+    with pytest.raises(OutputFolderError, match="made by pack_features.py"):
+        claim(mine, "train.py", overwrite=True)
+    assert claim(mine, "pack_features.py", overwrite=True, identity={"a": 2}) is None
+    assert sorted(p.name for p in mine.iterdir()) == [MARKER]
+
+
+def test_run_lock_refuses_a_second_holder_and_reclaims_a_dead_ones(tmp_path: Path, caplog) -> None:
+    (tmp_path / LOCK_FILE).write_text("pid 999999999 host gone\n")  # left by a trainer that was SIGKILLed
+    with caplog.at_level(logging.WARNING), RunLock(tmp_path):
+        assert "reclaimed the stale lock" in caplog.text and "pid 999999999" in caplog.text
+        with pytest.raises(RunLocked, match=rf"in use by process pid {os.getpid()} host "):
+            RunLock(tmp_path).acquire()
+    assert not (tmp_path / LOCK_FILE).exists()  # released on exit
+    RunLock(tmp_path).acquire().release()
+
+
+def test_train_refuses_a_folder_of_another_run(tmp_path: Path) -> None:
+    foreign = tmp_path / "notes"
+    foreign.mkdir()
+    (foreign / "thesis.tex").write_text("x")
+    with pytest.raises(OutputFolderError, match="not an output folder of train.py"):
+        fit(cfg_for(foreign, "run.max_steps=2"), overwrite=True)
+    assert [p.name for p in foreign.iterdir()] == ["thesis.tex"]
+
+    out = tmp_path / "run"
+    fit(cfg_for(out, "run.max_steps=2"))
+    with pytest.raises(RunFolderError, match=r"(?s)different configuration.*run\.max_steps: 2 -> 3.*--overwrite"):
+        fit(cfg_for(out, "run.max_steps=3", "run.resume=true"))
+    with pytest.raises(RunFolderError, match=r"already holds a run of this configuration: .*run\.resume=true"):
+        fit(cfg_for(out, "run.max_steps=2"))
+    fit(cfg_for(out, "run.max_steps=3"), overwrite=True)
+    assert [p.name for p in ckpt.step_folders(out / "checkpoints")] == ["step_3"]  # no step of the old run left
+
+
+def test_sigterm_checkpoints_and_resume_continues(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    args = ("run.max_steps=4", "run.save_every=0", "run.batch_size=4")
+    fit(cfg_for(tmp_path / "a", *args))
+    from minigpt4.engine import TorchEngine
+
+    original, calls = TorchEngine.step, {"n": 0}
+
+    def sigterm_during_step_2(self):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            os.kill(os.getpid(), signal.SIGTERM)  # arrives mid-step: the step still completes
+        return original(self)
+
+    monkeypatch.setattr(TorchEngine, "step", sigterm_during_step_2)
+    with pytest.raises(TrainingInterrupted, match=r"after step 2 of 4.*step_2.*run\.resume=true"):
+        fit(cfg_for(tmp_path / "b", *args))
+    monkeypatch.undo()
+    assert [p.name for p in ckpt.step_folders(tmp_path / "b" / "checkpoints")] == ["step_2"]
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler does not outlive training
+    fit(cfg_for(tmp_path / "b", *args, "run.resume=true"))
+    a = load_file(str(tmp_path / "a" / "final" / ckpt.WEIGHTS))
+    b = load_file(str(tmp_path / "b" / "final" / ckpt.WEIGHTS))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.slow
+def test_second_trainer_on_one_folder_fails_naming_the_first(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    cmd = [sys.executable, str(ROOT / "train.py"), "--cfg-path", str(ROOT / "train_configs" / "demo.yaml"), *QUICK,
+           "run.max_steps=100000", "run.save_every=0", f"run.output_dir={out}"]
+    env = os.environ | {"OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1"}
+    first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 300
+        while not (out / "metrics.csv").is_file() and time.monotonic() < deadline and first.poll() is None:
+            time.sleep(0.2)
+        assert first.poll() is None, first.communicate()[1][-3000:]
+        second = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+        assert second.returncode == 1
+        assert f"in use by process pid {first.pid} host" in second.stderr, second.stderr[-3000:]
+        first.send_signal(signal.SIGTERM)  # what SLURM and timeout send: finish the step, checkpoint, exit non-zero
+        _, err = first.communicate(timeout=300)
+    finally:
+        first.kill()
+    assert first.returncode == 143, err[-3000:]
+    assert "stopped by SIGTERM after step" in err and "run.resume=true" in err
+    saved = ckpt.step_folders(out / "checkpoints")
+    assert len(saved) == 1 and not (out / "final").exists() and not (out / LOCK_FILE).exists()
