@@ -115,6 +115,7 @@ class ModelConfig:
     max_prompt_tokens: int = 384
     """Prompt text longer than this is cut from the transcript/context side, never from the instruction."""
     max_answer_tokens: int = 64
+    """Answer length in tokens, EOS included: longer training answers are cut to it, generation stops at it."""
 
 
 @dataclass

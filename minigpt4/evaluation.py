@@ -127,7 +127,7 @@ def predict_with_decision(model: EmotionLLaMA, dataset: EmotionDataset,
             preds = []
             for batch in tqdm(_loader(model, dataset, cfg), desc="eval generate",
                               disable=True if dist.rank() else None, leave=False):
-                texts = model.generate(batch, max_new_tokens=ev.max_new_tokens)
+                texts = model.generate(batch, max_new_tokens=min(ev.max_new_tokens, cfg.model.max_answer_tokens))
                 preds += [Prediction(str(i), g, list(label_set.parse(t)), t)
                           for i, g, t in zip(batch["sample_ids"], _golds(batch, label_mode), texts)]
             return _gather(preds), None

@@ -43,7 +43,7 @@ def prepare_data(cfg: DictConfig, model: EmotionLLaMA) -> RunData:
     for sample_id, why in corpus.skipped:
         log.warning("skipped %s: %s", sample_id, why)
     builder = PromptBuilder(model.tokenizer, model.slot_tokens, cfg.model.llm.prompt_template,
-                            cfg.model.llm.use_chat_template, cfg.model.max_prompt_tokens)
+                            cfg.model.llm.use_chat_template, cfg.model.max_prompt_tokens, cfg.model.max_answer_tokens)
     splits = select_splits(corpus.samples, cfg)
     log.info("corpus %s: %s", corpus.name, ", ".join(f"{k} {len(v)}" for k, v in splits.items()))
     return RunData(corpus, splits, builder)

@@ -90,12 +90,13 @@ class PromptBuilder:
     """Writes and tokenises prompts: ``BOS [INST] <video>..</video> <feature>..</feature> says.. [task] ... [/INST]``."""
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, slot_tokens: dict[str, int], template: str,
-                 use_chat_template: bool = False, max_prompt_tokens: int = 384) -> None:
+                 use_chat_template: bool = False, max_prompt_tokens: int = 384, max_answer_tokens: int = 64) -> None:
         self.tokenizer = tokenizer
         self.slot_tokens = dict(slot_tokens)
         self.template = template
         self.use_chat_template = use_chat_template
         self.max_prompt_tokens = max_prompt_tokens
+        self.max_answer_tokens = max_answer_tokens
         if "{}" not in template and not use_chat_template:
             raise ValueError(f"prompt_template {template!r} must contain '{{}}' where the instruction goes")
         self._pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -167,5 +168,10 @@ class PromptBuilder:
                     f"{self.max_prompt_tokens}")
 
     def encode_answer(self, answer: str) -> list[int]:
-        """Answer tokens plus EOS: the training target and the candidates that ``score`` ranks."""
-        return self.tokenizer(answer, add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id]
+        """Answer tokens plus EOS: the training target and the candidates that ``score`` ranks.
+
+        A longer answer (a long reason) keeps its first ``max_answer_tokens - 1`` tokens, then EOS, so training
+        never learns answers longer than generation is allowed to produce.
+        """
+        ids = self.tokenizer(answer, add_special_tokens=False)["input_ids"][:self.max_answer_tokens - 1]
+        return ids + [self.tokenizer.eos_token_id]
