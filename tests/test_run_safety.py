@@ -1,6 +1,7 @@
 """Never lose data, never mix runs: run-folder lock and fingerprint, SIGTERM checkpoints, owned output folders."""
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -22,6 +23,14 @@ from minigpt4.train_loop import TrainingInterrupted, fit
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ["run.eval_every=0", "eval.max_samples=16", "run.log_every=1", "run.warmup_steps=2"]
+
+
+def running(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie waiting for its reaper counts as gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
+        return False
 
 
 def cfg_for(out: Path, *overrides: str):
@@ -124,3 +133,41 @@ def test_second_trainer_on_one_folder_fails_naming_the_first(tmp_path: Path) -> 
     assert "stopped by SIGTERM after step" in err and "run.resume=true" in err
     saved = ckpt.step_folders(out / "checkpoints")
     assert len(saved) == 1 and not (out / "final").exists() and not (out / LOCK_FILE).exists()
+
+
+@pytest.mark.slow
+def test_sigkilled_cross_train_leaves_no_trainer_and_the_rerun_matches(tmp_path: Path) -> None:
+    from minigpt4.cross_validation import Options, run
+
+    overrides = ["run.max_steps=12", "run.epochs=1", "run.eval_every=0", "run.log_every=1", "run.save_every=0",
+                 "eval.max_samples=8", "eval.max_new_tokens=4"]
+    reference = tmp_path / "reference"
+    run(Options(cfg_path=ROOT / "train_configs" / "demo.yaml", overrides=[*overrides, f"run.output_dir={reference}"],
+                units=["1"]))
+
+    out = tmp_path / "killed"
+    cmd = [sys.executable, str(ROOT / "cross_train.py"), "--folds", "1", *overrides, f"run.output_dir={out}"]
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    parent = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    fold = out / "fold_1"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not (fold / "metrics.csv").is_file():  # the trainer is stepping
+        assert parent.poll() is None, "cross_train.py ended before training started"
+        time.sleep(0.1)
+    trainer = int((fold / LOCK_FILE).read_text().split()[1])
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and running(trainer):
+        time.sleep(0.2)
+    assert not running(trainer), f"trainer {trainer} survived its SIGKILLed cross_train.py"
+    assert not (fold / "final").exists() and ckpt.step_folders(fold / "checkpoints")  # stopped with a checkpoint
+
+    rerun = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "fold 1/5 train (resuming)" in rerun.stdout
+
+    def summary(folder: Path) -> dict:
+        return {k: v for k, v in json.loads((folder / "summary.json").read_text()).items() if k != "run"}
+
+    assert summary(out) == summary(reference)
