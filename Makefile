@@ -3,7 +3,7 @@
 PY := .venv/bin/python
 STAMP := .venv/.installed
 
-.PHONY: demo test install clean
+.PHONY: demo test install clean app chromium
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
@@ -18,7 +18,16 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) cross_train.py
 
-test: $(STAMP)
+# The demo page and JSON API on http://127.0.0.1:7860/ (the demo checkpoint `make demo` trains).
+app: $(STAMP)
+	$(PY) app.py
+
+# The browser test drives Debian's chromium (Playwright cannot download browsers here); CI runs as root.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; }
+
+test: $(STAMP) chromium
 	$(PY) -m pytest -q
 
 clean:

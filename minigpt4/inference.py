@@ -1,0 +1,257 @@
+"""Clips in, predictions out, for one trained checkpoint: what ``predict.py`` and ``app.py`` both serve.
+
+A clip goes through the same path as a training sample: ``minigpt4.extract`` (the one extraction path, with
+the extractors the checkpoint was trained with), then ``EmotionDataset`` (the one prompt builder, token pooling
+and frame preprocessing), then the model's ``score`` (per-class probabilities) and, in ``generate`` mode or
+for the ``reason`` task, ``generate``. So a served clip is never seen differently from a training one.
+"""
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import cv2
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from .collate import Collator
+from .config import ConfigError, load_config, validate
+from .corpora import Corpus, label_set_of
+from .evaluation import _choose_scored
+from .extract import ClipFeatures, MediaError, extract_clip, extractors_for_config
+from .model import EmotionLLaMA
+from .pipeline import RunData
+from .prompts import PromptBuilder
+from .samples import Sample
+
+log = logging.getLogger(__name__)
+WAVEFORM_POINTS = 240
+"""Envelope bins sent to the page for the waveform plot."""
+DEMO_CHECKPOINT = Path("runs/cross/demo/test/final")
+"""Where ``make demo`` (``cross_train.py``) leaves the model trained on every training session."""
+MEDIA_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".wav", ".flac", ".mp3", ".ogg", ".m4a")
+
+__all__ = ["MediaError", "Predictor", "load_predict_config", "default_checkpoint", "example_clips"]
+
+
+@dataclass(frozen=True)
+class Example:
+    """A clip the page offers: its name (what clients ask for), the server's file, the true label if known."""
+
+    name: str
+    path: Path
+    label: str | None
+
+
+def load_predict_config(cfg_path: str | Path | None, overrides: Sequence[str]) -> DictConfig:
+    """The checkpoint's own resolved config, then the ``eval:`` section of ``cfg_path``, then ``overrides``.
+
+    Model, data and extractor settings must be the ones the checkpoint was trained with, so they come from
+    its ``config.yaml``; an evaluation file only contributes how to predict (``eval.mode`` ...). Overrides
+    (``model.checkpoint=DIR`` first of all, local weight paths on another machine) apply last.
+    """
+    cli = OmegaConf.from_dotlist(list(overrides))
+    checkpoint = OmegaConf.select(cli, "model.checkpoint")
+    if checkpoint is None and cfg_path is not None:
+        checkpoint = OmegaConf.select(OmegaConf.load(cfg_path), "model.checkpoint")
+    if not checkpoint:
+        raise ConfigError("no checkpoint given: pass model.checkpoint=DIR (a folder written by train.py or "
+                          "cross_train.py, holding config.yaml and trainable.safetensors)")
+    folder = Path(checkpoint)
+    if not (folder / "config.yaml").is_file():
+        raise FileNotFoundError(f"model.checkpoint={folder}: no config.yaml there; predicting needs a checkpoint "
+                                f"folder written by train.py (its config names the extractors and labels)")
+    cfg = load_config(folder / "config.yaml")
+    if cfg_path is not None:
+        eval_section = OmegaConf.select(OmegaConf.load(cfg_path), "eval")
+        if eval_section is not None:
+            cfg = OmegaConf.merge(cfg, {"eval": eval_section})
+    cfg = OmegaConf.merge(cfg, cli, {"model": {"checkpoint": str(folder)}})
+    validate(cfg, str(cfg_path or folder / "config.yaml"))
+    return cfg
+
+
+class _ClipFeatures:
+    """One extracted clip seen as a corpus's ``FeatureSource``, the way ``EmotionDataset`` reads features."""
+
+    def __init__(self, clip: ClipFeatures, where: str) -> None:
+        self.clip = clip
+        self.where = where
+
+    def get(self, modality: str, sample_id: str) -> np.ndarray:
+        return self.clip.features[modality]
+
+    def has(self, modality: str, sample_id: str) -> bool:
+        return modality in self.clip.features
+
+    def describe(self, modality: str, sample_id: str) -> str:
+        return f"{modality} features extracted from {self.where}"
+
+
+class _ClipFrame:
+    """One extracted clip seen as a corpus's frame source."""
+
+    def __init__(self, clip: ClipFeatures) -> None:
+        self.clip = clip
+
+    def get(self, sample: Sample) -> np.ndarray:
+        return self.clip.frame
+
+
+def png_data_url(image: np.ndarray, max_side: int = 192) -> str:
+    """RGB uint8 image -> ``data:image/png;base64,...`` (downscaled to ``max_side``), for the page."""
+    h, w = image.shape[:2]
+    scale = min(1.0, max_side / max(h, w))
+    if scale < 1.0:
+        image = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise ValueError("cannot encode image as PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.tobytes()).decode("ascii")
+
+
+def waveform_envelope(wave: np.ndarray, points: int = WAVEFORM_POINTS) -> list[list[float]]:
+    """[min, max] of each of ``points`` equal segments of the waveform (fewer for very short audio)."""
+    segments = np.array_split(np.asarray(wave, np.float32), min(points, max(1, len(wave))))
+    return [[round(float(s.min()), 4), round(float(s.max()), 4)] for s in segments if len(s)]
+
+
+class Predictor:
+    """A loaded checkpoint with its extractors; :meth:`predict` is safe to call from several threads."""
+
+    def __init__(self, cfg: DictConfig, model: EmotionLLaMA | None = None) -> None:
+        from .build import build_model
+
+        self.cfg = cfg
+        self.label_set = label_set_of(cfg.data)
+        self.extractors = extractors_for_config(cfg)
+        self.model = (model or build_model(cfg)).eval()
+        self.builder = PromptBuilder(self.model.tokenizer, self.model.slot_tokens, cfg.model.llm.prompt_template,
+                                     cfg.model.llm.use_chat_template, cfg.model.max_prompt_tokens)
+        self.candidates = [self.builder.encode_answer(label) for label in self.label_set.labels]
+        self.collate = Collator(self.model.tokenizer.pad_token_id, "prompt")
+        # One clip at a time through extraction and the model: extractors (OpenCV cascades, CNNs) are not
+        # documented thread-safe, and on a few CPU cores parallel requests would only contend for them.
+        self._lock = threading.Lock()
+
+    def health(self) -> dict[str, Any]:
+        """What the server answers on ``GET /health``."""
+        return {"status": "ok", "checkpoint": str(self.cfg.model.checkpoint), "corpus": self.cfg.data.corpus,
+                "labels": list(self.label_set.labels), "modalities": list(self.cfg.data.modalities),
+                "tasks": list(self.cfg.data.tasks), "mode": self.cfg.eval.mode,
+                "extractors": {m: type(e).__name__ for m, e in self.extractors.items()}}
+
+    def used_modalities(self, clip: ClipFeatures, where: str) -> list[str]:
+        """The checkpoint's modalities this clip provides (no audio track: no ``audio``; no transcript: no
+        ``text``); the rest are left out as ``data.ablation`` leaves modalities out."""
+        used = [m for m in self.cfg.data.modalities
+                if (clip.frame is not None if m == "image" else m in clip.features)]
+        if not used:
+            raise MediaError(f"{where}: the clip provides none of the modalities {list(self.cfg.data.modalities)}")
+        return used
+
+    def _examples(self, clip_id: str, clip: ClipFeatures, where: str, transcript: str | None,
+                  used: list[str]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """The clip as ``EmotionDataset`` turns a sample into a prompt example (``emotion`` task), plus the
+        same example asking the ``reason`` instruction when the checkpoint was trained on that task."""
+        cfg = OmegaConf.merge(self.cfg, {"data": {"modalities": used, "tasks": ["emotion"],
+                                                  "transcript": bool(self.cfg.data.transcript and transcript)}})
+        sample = Sample(id=clip_id, labels=(), text=transcript, media=where)
+        corpus = Corpus(self.cfg.data.corpus, self.label_set, [sample], _ClipFeatures(clip, where), [],
+                        _ClipFrame(clip))
+        dataset = RunData(corpus, {"predict": [sample]}, self.builder).dataset("predict", cfg, self.model)
+        example = dataset[0]
+        if "reason" not in self.cfg.data.tasks:
+            return example, None
+        prompt = self.builder.build("reason", dataset.pools["reason"][0], dataset.slots,
+                                    transcript if cfg.data.transcript else None)
+        return example, {**example, "ids": prompt.ids, "slots": prompt.slots}
+
+    @torch.no_grad()
+    def _run_model(self, example: dict[str, Any], reason_example: dict[str, Any] | None) -> dict[str, Any]:
+        batch = self.collate([example])
+        probs = torch.softmax(self.model.score(batch, self.candidates).float(), dim=-1)
+        ev = self.cfg.eval
+        if ev.mode == "score":
+            labels = _choose_scored(probs, self.label_set, self.cfg.data.label_mode, ev.threshold, ev.top_k)[0]
+            answer = self.label_set.format_answer(labels)
+        else:
+            answer = self.model.generate(batch, max_new_tokens=ev.max_new_tokens)[0]
+            labels = list(self.label_set.parse(answer))
+            if self.cfg.data.label_mode == "single":
+                labels = labels[:1]
+        out: dict[str, Any] = {
+            "labels": labels,
+            "probabilities": {k: round(float(p), 6) for k, p in zip(self.label_set.labels, probs[0].tolist())},
+            "answer": answer,
+        }
+        if reason_example is not None:
+            out["reason"] = self.model.generate(self.collate([reason_example]),
+                                                max_new_tokens=self.cfg.model.max_answer_tokens)[0]
+        return out
+
+    def predict(self, path: str | Path, clip_id: str | None = None, transcript: str | None = None,
+                visuals: bool = False) -> dict[str, Any]:
+        """One clip -> the prediction record (``predict.py``'s JSON line, ``POST /predict``'s body).
+
+        Raises ``MediaError`` for a clip that cannot be decoded. ``visuals`` adds what the page draws: the
+        face crop and the frame (PNG data URLs) and the waveform envelope.
+        """
+        path = Path(path)
+        clip_id = clip_id or path.stem
+        transcript = (transcript or "").strip() or None
+        with self._lock:
+            start = time.perf_counter()
+            clip = extract_clip(path, self.extractors, transcript)
+            used = self.used_modalities(clip, str(path))
+            result = self._run_model(*self._examples(clip_id, clip, str(path), transcript, used))
+            seconds = time.perf_counter() - start
+        record: dict[str, Any] = {"id": clip_id, **result, "modalities": used, "transcript": transcript,
+                                  "face_found": bool(clip.face_found),
+                                  "seconds": round(seconds, 3)}
+        if visuals:
+            record["visuals"] = {
+                "face_crop": png_data_url(clip.face_crop) if clip.face_crop is not None else None,
+                "frame": png_data_url(clip.frame) if clip.frame is not None else None,
+                "waveform": waveform_envelope(clip.waveform) if clip.waveform is not None else None,
+            }
+        return record
+
+
+def default_checkpoint(overrides: Sequence[str]) -> list[str]:
+    """``overrides`` with ``model.checkpoint`` set to the demo checkpoint when none is given (the embedded
+    default: what ``make demo`` trains); a clear error naming the command that trains it when it is absent."""
+    if any(o.split("=", 1)[0].strip() == "model.checkpoint" for o in overrides):
+        return list(overrides)
+    if not (DEMO_CHECKPOINT / "config.yaml").is_file():
+        raise FileNotFoundError(
+            f"no checkpoint given and the demo checkpoint {DEMO_CHECKPOINT} does not exist yet: train it with "
+            f"`make demo` (python cross_train.py, a few minutes on CPU), or pass model.checkpoint=DIR")
+    return [*overrides, f"model.checkpoint={DEMO_CHECKPOINT}"]
+
+
+def example_clips(cfg: DictConfig, per_label: int = 1) -> list[Example]:
+    """Clips the page offers: for the demo corpus, ``per_label`` held-out test clips of each class."""
+    if cfg.data.corpus != "demo":
+        return []
+    from .corpora import READERS
+    from .splits import select_splits
+
+    result = READERS["demo"](cfg.data)
+    test = [s for s in select_splits(result.samples, cfg)["test"] if s.media]
+    chosen = [s for label in result.label_set.labels for s in [x for x in test if x.label == label][:per_label]]
+    return [Example(f"{s.id}{Path(s.media).suffix}", Path(s.media), s.label) for s in chosen]
+
+
+def folder_examples(folder: str | Path) -> list[Example]:
+    """Every media file directly in ``folder`` (by suffix), as page examples with no known label."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"--examples {folder}: not a folder")
+    return [Example(p.name, p, None) for p in sorted(folder.iterdir()) if p.suffix.lower() in MEDIA_SUFFIXES]

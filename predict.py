@@ -1,0 +1,112 @@
+"""Predict the emotion of clips with a trained checkpoint: one JSON line per clip.
+
+    python predict.py [--cfg-path eval_configs/X.yaml] [model.checkpoint=DIR] CLIP [CLIP ... | FOLDER]
+                      [--transcript TEXT] [--output preds.jsonl [--overwrite]] [key=value ...]
+
+Without model.checkpoint the demo checkpoint that `make demo` trains is used. Features come from the
+extractors the checkpoint was trained with (its config.yaml). A clip's transcript is --transcript, else the
+text of a `<clip>.txt` file beside it, else none (the text modality is then left out). Each line holds id,
+labels, probabilities, answer (and reason for checkpoints trained on the reason task), modalities, seconds;
+a clip that cannot be decoded gets {"id", "file", "error"} and the others go on (exit status 1).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from contextlib import contextmanager
+from typing import Iterator, TextIO
+
+
+def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    from minigpt4.config import split_cli
+
+    rest, overrides = split_cli(argv)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("clips", nargs="+", type=Path, help="clip files and/or folders of clips")
+    parser.add_argument("--cfg-path", help="evaluation YAML whose eval: section says how to predict "
+                                           "(default: the checkpoint's own)")
+    parser.add_argument("--transcript", help="what is said in the clip(s) (default: <clip>.txt when present)")
+    parser.add_argument("--output", type=Path, help="write JSON lines here instead of standard output")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
+    args = parser.parse_args(rest)
+    if args.output is not None and args.output.exists() and not args.overwrite:
+        parser.error(f"--output {args.output} exists; pass --overwrite to replace it")
+    return args, overrides
+
+
+def clip_files(paths: list[Path]) -> list[tuple[str, Path]]:
+    """(id, file) per clip: a file's id is its stem, a folder's clips (recursive) are named by relative path."""
+    from minigpt4.inference import MEDIA_SUFFIXES
+
+    out: list[tuple[str, Path]] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in MEDIA_SUFFIXES)
+            if not found:
+                raise SystemExit(f"predict.py: folder {path} holds no clips ({', '.join(MEDIA_SUFFIXES)})")
+            out += [(p.relative_to(path).with_suffix("").as_posix(), p) for p in found]
+        else:
+            out.append((path.stem, path))
+    return out
+
+
+def transcript_for(clip: Path, given: str | None) -> str | None:
+    if given is not None:
+        return given
+    side = clip.with_suffix(".txt")
+    return side.read_text(encoding="utf-8").strip() if side.is_file() else None
+
+
+def predict_all(predictor, clips: list[tuple[str, Path]], transcript: str | None, out: TextIO) -> int:
+    """Write one line per clip, flushed as it comes; return how many clips failed."""
+    from tqdm import tqdm
+
+    from minigpt4.inference import MediaError
+
+    failed = 0
+    for clip_id, path in tqdm(clips, desc="predicting", unit="clip", disable=len(clips) < 2 or None):
+        try:
+            if not path.is_file():
+                raise MediaError(f"{path}: file not found")
+            record = predictor.predict(path, clip_id, transcript_for(path, transcript))
+        except MediaError as err:
+            failed += 1
+            record = {"id": clip_id, "file": str(path), "error": str(err)}
+            print(f"predict.py: {clip_id}: {err}", file=sys.stderr)
+        out.write(json.dumps(record) + "\n")
+        out.flush()
+    return failed
+
+
+@contextmanager
+def _opened(path: Path | None) -> Iterator[TextIO]:
+    if path is None:
+        yield sys.stdout
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as f:
+        yield f
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
+    from minigpt4.inference import Predictor, default_checkpoint, load_predict_config
+
+    clips = clip_files(args.clips)
+    try:
+        cfg = load_predict_config(args.cfg_path, default_checkpoint(overrides))
+    except (FileNotFoundError, ValueError) as err:
+        print(f"predict.py: error: {err}", file=sys.stderr)
+        return 2
+    predictor = Predictor(cfg)
+    with _opened(args.output) as out:
+        failed = predict_all(predictor, clips, args.transcript, out)
+    if failed:
+        print(f"predict.py: {failed} of {len(clips)} clip(s) failed (error lines written)", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,185 @@
+"""predict.py and the app's JSON API (FastAPI TestClient) on generated clips and an untrained tiny checkpoint."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from clips import untrained_checkpoint, write_clip
+from minigpt4.inference import Example, Predictor, load_predict_config
+from minigpt4.web import create_app
+
+REPO = Path(__file__).resolve().parents[1]
+VOLATILE = ("seconds",)
+
+
+def stable(record: dict) -> dict:
+    return {k: v for k, v in record.items() if k not in VOLATILE}
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    root = tmp_path_factory.mktemp("serving")
+    checkpoint = untrained_checkpoint(root / "ckpt")
+    clips = [write_clip(root / "clips" / f"clip{i}.mp4", seconds=0.6 + 0.1 * i, tone_hz=150 + 60 * i, shade=20 * i,
+                        smile=i % 2 == 0) for i in range(8)]
+    predictor = Predictor(load_predict_config(None, [f"model.checkpoint={checkpoint}"]))
+    return root, checkpoint, clips, predictor
+
+
+@pytest.fixture()
+def client(served, tmp_path):
+    root, _, clips, predictor = served
+    uploads = tmp_path / "uploads"
+    app = create_app(predictor, [Example("first.mp4", clips[0], "happy")], max_upload_mb=0.25, upload_dir=uploads)
+    with TestClient(app) as c:
+        c.uploads = uploads
+        yield c
+    assert not uploads.exists() or not any(uploads.iterdir()), "an upload was left behind"
+
+
+def post(client, path: Path, name: str | None = None, transcript: str | None = None, data: bytes | None = None):
+    body = path.read_bytes() if data is None else data
+    form = {"transcript": transcript} if transcript is not None else {}
+    return client.post("/predict", files={"clip": (name or path.name, body, "video/mp4")}, data=form)
+
+
+def test_good_clip_gets_the_prediction_record(client, served):
+    _, checkpoint, clips, predictor = served
+    response = post(client, clips[0], transcript="I passed the exam!")
+    assert response.status_code == 200, response.text
+    record = response.json()
+    labels = predictor.label_set.labels
+    assert record["id"] == "clip0"
+    assert list(record["probabilities"]) == list(labels)
+    assert sum(record["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+    best = max(record["probabilities"], key=record["probabilities"].get)
+    assert record["labels"] == [best] and record["answer"] == best  # demo recipe predicts by scoring
+    assert record["modalities"] == ["image", "face", "video", "audio", "text"]
+    assert record["transcript"] == "I passed the exam!" and record["seconds"] > 0
+    assert "visuals" not in record and "reason" not in record
+    # Without a transcript the text modality is left out, and the record says so.
+    assert post(client, clips[0]).json()["modalities"] == ["image", "face", "video", "audio"]
+
+
+def test_visuals_carry_face_crop_frame_and_waveform(client, served):
+    clip = served[2][1]
+    response = client.post("/predict", files={"clip": (clip.name, clip.read_bytes())}, data={"visuals": "true"})
+    visuals = response.json()["visuals"]
+    assert visuals["frame"].startswith("data:image/png;base64,")
+    assert visuals["face_crop"] is None or visuals["face_crop"].startswith("data:image/png;base64,")
+    envelope = visuals["waveform"]
+    assert 10 < len(envelope) <= 240 and all(lo <= hi for lo, hi in envelope)
+    assert max(hi for _, hi in envelope) > 0.05  # the clip's tone, not silence
+
+
+def test_truncated_clip_is_422_naming_the_upload(client, served):
+    clip = served[2][0]
+    response = post(client, clip, name="cut.mp4", data=clip.read_bytes()[: clip.stat().st_size // 3])
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    assert "cut.mp4" in detail and str(client.uploads) not in detail
+
+
+def test_text_renamed_mp4_is_415(client, tmp_path):
+    fake = tmp_path / "notes.mp4"
+    fake.write_text("just some notes, not a video\n" * 20)
+    response = post(client, fake)
+    assert response.status_code == 415
+    assert "notes.mp4" in response.json()["detail"] and "MP4" in response.json()["detail"]
+
+
+def test_oversized_upload_is_413_declared_or_streamed(client, served):
+    big = served[2][0].read_bytes() * 40  # ~400 KB against a 256 KB cap
+    assert post(client, served[2][0], data=big).status_code == 413
+    # Streamed without a Content-Length: stopped while reading, not after buffering everything.
+    boundary = "b0undary"
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"clip\"; filename=\"big.mp4\"\r\n"
+            "Content-Type: video/mp4\r\n\r\n").encode()
+    chunks = iter([head, *[big[i:i + 65536] for i in range(0, len(big), 65536)], f"\r\n--{boundary}--\r\n".encode()])
+    response = client.post("/predict", content=chunks,
+                           headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert response.status_code == 413, response.text
+
+
+def test_missing_clip_field_is_422(client):
+    response = client.post("/predict", data={"transcript": "hello"})
+    assert response.status_code == 422 and "clip" in response.json()["detail"]
+
+
+def test_eight_concurrent_requests_each_get_their_own_answer(client, served):
+    _, _, clips, predictor = served
+    expected = {c.stem: stable(predictor.predict(c)) for c in clips}
+    seen_threads = set()
+
+    def one(clip: Path) -> dict:
+        seen_threads.add(threading.get_ident())
+        response = post(client, clip)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(one, clips))
+    assert len(seen_threads) > 1
+    assert [stable(a) for a in answers] == [expected[c.stem] for c in clips]
+    assert len({json.dumps(a["probabilities"]) for a in answers}) > 1, "clips should not all look alike"
+    assert not any(client.uploads.iterdir())
+
+
+def test_health_and_examples(client, served):
+    health = client.get("/health").json()
+    assert health["checkpoint"] == str(served[1]) and health["labels"] == ["happy", "sad", "neutral", "angry"]
+    assert health["modalities"] == ["image", "face", "video", "audio", "text"] and health["mode"] == "score"
+    assert health["examples"] == [{"name": "first.mp4", "label": "happy"}]
+    assert client.get("/examples/first.mp4").content == served[2][0].read_bytes()
+    for name in ("clip1.mp4", "..%2F..%2Fetc%2Fpasswd", "%2Fetc%2Fpasswd"):
+        assert client.get(f"/examples/{name}").status_code == 404
+
+
+def test_page_is_self_contained(client):
+    response = client.get("/")
+    assert response.status_code == 200 and "<svg id=\"chart\"" in response.text
+    assert "http://" not in response.text.replace("http://www.w3.org/2000/svg", "")
+    assert "https://" not in response.text and "<link" not in response.text and " src=\"" not in response.text
+    assert "default-src 'none'" in response.headers["content-security-policy"]
+
+
+def run_script(script: str, *args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, str(REPO / script), *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_predict_cli_matches_the_api_and_goes_on_after_a_bad_clip(client, served, tmp_path):
+    _, checkpoint, clips, _ = served
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(clips[3].read_bytes()[:500])
+    (tmp_path / "clip3.txt").write_text("What a lovely surprise")
+    good = tmp_path / "clip3.mp4"
+    good.write_bytes(clips[3].read_bytes())
+    out = tmp_path / "preds.jsonl"
+    result = run_script("predict.py", f"model.checkpoint={checkpoint}", str(bad), str(good), "--output", str(out))
+    assert result.returncode == 1, result.stderr
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [x["id"] for x in lines] == ["bad", "clip3"]
+    assert "error" in lines[0] and "bad.mp4" in lines[0]["error"] and "bad" in result.stderr
+    api = post(client, good, transcript="What a lovely surprise").json()
+    assert stable(lines[1]) == stable(api)
+    assert lines[1]["transcript"] == "What a lovely surprise"  # read from clip3.txt beside the clip
+    again = run_script("predict.py", f"model.checkpoint={checkpoint}", str(good), "--output", str(out))
+    assert again.returncode == 2 and "--overwrite" in again.stderr
+
+
+def test_entry_points_without_a_checkpoint_name_the_training_command(tmp_path):
+    for script in ("app.py", "predict.py"):
+        args = ("x.mp4",) if script == "predict.py" else ()
+        result = run_script(script, *args, cwd=tmp_path)
+        assert result.returncode == 2
+        assert "make demo" in result.stderr and "model.checkpoint=" in result.stderr
