@@ -1,6 +1,7 @@
 """predict.py and the app's JSON API (FastAPI TestClient) on generated clips and an untrained tiny checkpoint."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -173,13 +174,27 @@ def test_predict_cli_matches_the_api_and_goes_on_after_a_bad_clip(client, served
     api = post(client, good, transcript="What a lovely surprise").json()
     assert stable(lines[1]) == stable(api)
     assert lines[1]["transcript"] == "What a lovely surprise"  # read from clip3.txt beside the clip
-    again = run_script("predict.py", f"model.checkpoint={checkpoint}", str(good), "--output", str(out))
-    assert again.returncode == 2 and "--overwrite" in again.stderr
 
 
-def test_entry_points_without_a_checkpoint_name_the_training_command(tmp_path):
-    for script in ("app.py", "predict.py"):
-        args = ("x.mp4",) if script == "predict.py" else ()
-        result = run_script(script, *args, cwd=tmp_path)
-        assert result.returncode == 2
-        assert "make demo" in result.stderr and "model.checkpoint=" in result.stderr
+def entry_point(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_predict_cli_never_overwrites_silently(tmp_path, capsys):
+    out = tmp_path / "preds.jsonl"
+    out.write_text("earlier results\n")
+    with pytest.raises(SystemExit) as stop:
+        entry_point("predict").main(["clip.mp4", "--output", str(out)])
+    assert stop.value.code == 2 and "--overwrite" in capsys.readouterr().err
+    assert out.read_text() == "earlier results\n"
+
+
+@pytest.mark.parametrize("name", ["app", "predict"])
+def test_entry_points_without_a_checkpoint_name_the_training_command(name, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # no runs/ here: no demo checkpoint
+    assert entry_point(name).main(["clip.mp4"] if name == "predict" else []) == 2
+    err = capsys.readouterr().err
+    assert "make demo" in err and "model.checkpoint=" in err
