@@ -22,9 +22,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from .collate import Collator
 from .config import ConfigError, load_config, validate
-from .corpora import Corpus, label_set_of
+from .corpora import Corpus, feature_store_dir, label_set_of
 from .evaluation import _choose_scored
-from .extract import ClipFeatures, MediaError, extract_clip, extractors_for_config
+from .extract import ClipFeatures, Extractor, MediaError, build_extractors, extract_clip
+from .extract.store import extractors_from_store, read_manifest
+from .modalities import FEATURE_MODALITIES
 from .model import EmotionLLaMA
 from .pipeline import RunData
 from .prompts import PromptBuilder
@@ -77,6 +79,45 @@ def load_predict_config(cfg_path: str | Path | None, overrides: Sequence[str]) -
     return cfg
 
 
+def checkpoint_extractors(cfg: DictConfig) -> tuple[dict[str, Extractor], dict[str, Any]]:
+    """The extractors that made the checkpoint's training features, rebuilt from its feature store's manifest,
+    for the feature modalities it reads, and the manifest's decode settings (packed frame size).
+
+    ``text`` is the training pipeline's transcript embedding (MiniLM) when the manifest does not list it.
+    A checkpoint trained on per-sample feature folders has no record of how they were made, so it cannot be
+    fed media: that is an error saying so, never a guess.
+    """
+    wanted = [m for m in cfg.data.modalities if m in FEATURE_MODALITIES]
+    store = feature_store_dir(cfg.data)
+    if store is None:
+        if any(m != "text" for m in wanted):
+            raise ConfigError(
+                f"checkpoint {cfg.model.checkpoint} was trained on features from per-sample folders "
+                f"(data.feature_store is not set), which record no extractor: predicting from media needs a "
+                f"checkpoint trained on a feature store written by datasets/extract_features.py")
+        extractors, decode = {}, {}
+    else:
+        extractors, decode = extractors_from_store(store), read_manifest(store).get("decode", {})
+    if "text" in wanted and "text" not in extractors:
+        extractors.update(build_extractors({"text": "minilm"}))
+    for m in wanted:
+        if m not in extractors:
+            raise ConfigError(f"checkpoint {cfg.model.checkpoint} reads {m} features but feature store {store} "
+                              f"lists no {m} extractor in its manifest")
+        if extractors[m].dim != cfg.model.features[m].dim:
+            raise ConfigError(f"feature store {store}: the {m} extractor gives width {extractors[m].dim}, "
+                              f"the checkpoint expects model.features.{m}.dim={cfg.model.features[m].dim}")
+    return {m: extractors[m] for m in wanted}, decode
+
+
+def frame_as_trained(frame: np.ndarray, decode: dict[str, Any], which: str) -> np.ndarray:
+    """The image-modality frame as training read it: packed frames were resized to ``frame_size`` first."""
+    size = decode.get("frame_size")
+    if decode.get("frames") == which and size:
+        return cv2.resize(frame, (int(size), int(size)), interpolation=cv2.INTER_AREA)
+    return frame
+
+
 class _ClipFeatures:
     """One extracted clip seen as a corpus's ``FeatureSource``, the way ``EmotionDataset`` reads features."""
 
@@ -97,11 +138,13 @@ class _ClipFeatures:
 class _ClipFrame:
     """One extracted clip seen as a corpus's frame source."""
 
-    def __init__(self, clip: ClipFeatures) -> None:
+    def __init__(self, clip: ClipFeatures, decode: dict[str, Any], which: str) -> None:
         self.clip = clip
+        self.decode = decode
+        self.which = which
 
     def get(self, sample: Sample) -> np.ndarray:
-        return self.clip.frame
+        return frame_as_trained(self.clip.frame, self.decode, self.which)
 
 
 def png_data_url(image: np.ndarray, max_side: int = 192) -> str:
@@ -130,7 +173,7 @@ class Predictor:
 
         self.cfg = cfg
         self.label_set = label_set_of(cfg.data)
-        self.extractors = extractors_for_config(cfg)
+        self.extractors, self.decode = checkpoint_extractors(cfg)
         self.model = (model or build_model(cfg)).eval()
         self.builder = PromptBuilder(self.model.tokenizer, self.model.slot_tokens, cfg.model.llm.prompt_template,
                                      cfg.model.llm.use_chat_template, cfg.model.max_prompt_tokens)
@@ -145,7 +188,7 @@ class Predictor:
         return {"status": "ok", "checkpoint": str(self.cfg.model.checkpoint), "corpus": self.cfg.data.corpus,
                 "labels": list(self.label_set.labels), "modalities": list(self.cfg.data.modalities),
                 "tasks": list(self.cfg.data.tasks), "mode": self.cfg.eval.mode,
-                "extractors": {m: type(e).__name__ for m, e in self.extractors.items()}}
+                "extractors": {m: e.name for m, e in self.extractors.items()}}
 
     def used_modalities(self, clip: ClipFeatures, where: str) -> list[str]:
         """The checkpoint's modalities this clip provides (no audio track: no ``audio``; no transcript: no
@@ -164,7 +207,7 @@ class Predictor:
                                                   "transcript": bool(self.cfg.data.transcript and transcript)}})
         sample = Sample(id=clip_id, labels=(), text=transcript, media=where)
         corpus = Corpus(self.cfg.data.corpus, self.label_set, [sample], _ClipFeatures(clip, where), [],
-                        _ClipFrame(clip))
+                        _ClipFrame(clip, self.decode, str(self.cfg.data.frame)))
         dataset = RunData(corpus, {"predict": [sample]}, self.builder).dataset("predict", cfg, self.model)
         example = dataset[0]
         if "reason" not in self.cfg.data.tasks:
@@ -212,7 +255,10 @@ class Predictor:
             used = self.used_modalities(clip, str(path))
             result = self._run_model(*self._examples(clip_id, clip, str(path), transcript, used))
             seconds = time.perf_counter() - start
-        record: dict[str, Any] = {"id": clip_id, **result, "modalities": used, "transcript": transcript,
+        left_out = {m: clip.failures.get(m, "no video stream" if m == "image" else "not extracted")
+                    .replace(str(path), clip_id) for m in self.cfg.data.modalities if m not in used}
+        record: dict[str, Any] = {"id": clip_id, **result, "modalities": used, "left_out": left_out,
+                                  "transcript": transcript,
                                   "face_found": bool(clip.face_found),
                                   "seconds": round(seconds, 3)}
         if visuals:

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import uvicorn
 
-from clips import untrained_checkpoint, write_clip
+from media_clips import write_clip
+from serving_helpers import untrained_checkpoint
 from minigpt4.inference import Example, Predictor, load_predict_config
 from minigpt4.web import create_app
 
@@ -40,9 +41,10 @@ def free_port() -> int:
 def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("browser")
     checkpoint = untrained_checkpoint(root / "ckpt")
-    example = write_clip(root / "examples" / "smiling.mp4", seconds=1.0, tone_hz=330)
+    (root / "examples").mkdir()
+    example = write_clip(root / "examples" / "astronaut.mp4", seconds=1.0, seed=3)
     predictor = Predictor(load_predict_config(None, [f"model.checkpoint={checkpoint}"]))
-    app = create_app(predictor, [Example("smiling.mp4", example, "happy")], upload_dir=root / "uploads")
+    app = create_app(predictor, [Example("astronaut.mp4", example, "happy")], upload_dir=root / "uploads")
     port = free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
     srv = uvicorn.Server(config)
@@ -84,7 +86,7 @@ def bars(page) -> list[dict]:
 
 def test_upload_shows_label_chart_face_and_waveform(server, page, tmp_path):
     base, predictor, root = server
-    clip = write_clip(tmp_path / "upload me.mp4", seconds=1.2, tone_hz=180, smile=False)
+    clip = write_clip(tmp_path / "upload me.mp4", seconds=1.2, seed=1)
     page.set_input_files("#clip", str(clip))
     page.fill("#transcript", "I can't believe you did that")
     page.click("#run")
@@ -111,7 +113,7 @@ def test_upload_shows_label_chart_face_and_waveform(server, page, tmp_path):
 
 
 def test_example_clip_and_a_refused_upload(server, page, tmp_path):
-    page.select_option("#example", "smiling.mp4")
+    page.select_option("#example", "astronaut.mp4")
     page.click("#run")
     page.wait_for_selector("#result", state="visible", timeout=120_000)
     assert page.text_content("#label") in server[1].label_set.labels

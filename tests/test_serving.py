@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from clips import untrained_checkpoint, write_clip
+from media_clips import truncate, write_clip
+from serving_helpers import untrained_checkpoint
 from minigpt4.inference import Example, Predictor, load_predict_config
 from minigpt4.web import create_app
 
@@ -29,8 +30,8 @@ def stable(record: dict) -> dict:
 def served(tmp_path_factory):
     root = tmp_path_factory.mktemp("serving")
     checkpoint = untrained_checkpoint(root / "ckpt")
-    clips = [write_clip(root / "clips" / f"clip{i}.mp4", seconds=0.6 + 0.1 * i, tone_hz=150 + 60 * i, shade=20 * i,
-                        smile=i % 2 == 0) for i in range(8)]
+    (root / "clips").mkdir()
+    clips = [write_clip(root / "clips" / f"clip{i}.mp4", seconds=1.0, seed=i, face=i != 5) for i in range(8)]
     predictor = Predictor(load_predict_config(None, [f"model.checkpoint={checkpoint}"]))
     return root, checkpoint, clips, predictor
 
@@ -67,7 +68,10 @@ def test_good_clip_gets_the_prediction_record(client, served):
     assert record["transcript"] == "I passed the exam!" and record["seconds"] > 0
     assert "visuals" not in record and "reason" not in record
     # Without a transcript the text modality is left out, and the record says so.
-    assert post(client, clips[0]).json()["modalities"] == ["image", "face", "video", "audio"]
+    bare = post(client, clips[0]).json()
+    assert bare["modalities"] == ["image", "face", "video", "audio"]
+    assert list(bare["left_out"]) == ["text"] and "transcript" in bare["left_out"]["text"]
+    assert str(client.uploads) not in json.dumps(bare)
 
 
 def test_visuals_carry_face_crop_frame_and_waveform(client, served):
@@ -81,9 +85,9 @@ def test_visuals_carry_face_crop_frame_and_waveform(client, served):
     assert max(hi for _, hi in envelope) > 0.05  # the clip's tone, not silence
 
 
-def test_truncated_clip_is_422_naming_the_upload(client, served):
-    clip = served[2][0]
-    response = post(client, clip, name="cut.mp4", data=clip.read_bytes()[: clip.stat().st_size // 3])
+def test_truncated_clip_is_422_naming_the_upload(client, served, tmp_path):
+    clip = truncate(served[2][0], tmp_path / "cut.mp4")
+    response = post(client, clip)
     assert response.status_code == 422, response.text
     detail = response.json()["detail"]
     assert "cut.mp4" in detail and str(client.uploads) not in detail
@@ -115,6 +119,7 @@ def test_missing_clip_field_is_422(client):
     assert response.status_code == 422 and "clip" in response.json()["detail"]
 
 
+@pytest.mark.slow
 def test_eight_concurrent_requests_each_get_their_own_answer(client, served):
     _, _, clips, predictor = served
     expected = {c.stem: stable(predictor.predict(c)) for c in clips}
@@ -158,6 +163,7 @@ def run_script(script: str, *args: str, cwd: Path = REPO) -> subprocess.Complete
                           text=True, timeout=600)
 
 
+@pytest.mark.slow
 def test_predict_cli_matches_the_api_and_goes_on_after_a_bad_clip(client, served, tmp_path):
     _, checkpoint, clips, _ = served
     bad = tmp_path / "bad.mp4"
@@ -198,3 +204,10 @@ def test_entry_points_without_a_checkpoint_name_the_training_command(name, tmp_p
     assert entry_point(name).main(["clip.mp4"] if name == "predict" else []) == 2
     err = capsys.readouterr().err
     assert "make demo" in err and "model.checkpoint=" in err
+
+
+def test_a_clip_without_a_face_leaves_the_face_out_and_says_why(served):
+    record = served[3].predict(served[2][5], transcript="hello there")
+    assert not record["face_found"]
+    assert "face" not in record["modalities"] and "image" in record["modalities"]
+    assert "face" in record["left_out"] and "clip5" in record["left_out"]["face"]

@@ -1,0 +1,29 @@
+"""A checkpoint to serve in tests: the demo recipe's model, untrained (seeded, so deterministic), reading
+features of the zero-download extractors through a feature-store manifest written by the extraction code,
+as a checkpoint trained on a store from ``datasets/extract_features.py`` does."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+FRAME_SIZE = 64
+
+
+def untrained_checkpoint(folder: Path) -> Path:
+    from minigpt4.build import build_model
+    from minigpt4.checkpoint import write_checkpoint
+    from minigpt4.config import load_config
+    from minigpt4.extract import build_extractors
+    from minigpt4.extract.store import MANIFEST, manifest
+
+    extractors = build_extractors(None)
+    store = folder.parent / "store"
+    store.mkdir(parents=True, exist_ok=True)
+    stored = [m for m in extractors if m != "text"]
+    (store / MANIFEST).write_text(json.dumps(manifest(extractors, stored, {"frames": "first",
+                                                                           "frame_size": FRAME_SIZE})))
+    dims = [f"model.features.{m}.{k}={getattr(e, k)}" for m, e in extractors.items() for k in ("dim", "tokens")]
+    cfg = load_config(REPO / "train_configs" / "demo.yaml",
+                      [f"run.output_dir={folder.parent / 'run'}", f"data.feature_store={store}", *dims])
+    return write_checkpoint(folder, build_model(cfg), cfg)
