@@ -3,34 +3,43 @@
     python predict.py [--cfg-path eval_configs/X.yaml] [model.checkpoint=DIR] CLIP [CLIP ... | FOLDER]
                       [--transcript TEXT] [--output preds.jsonl [--overwrite]] [key=value ...]
 
-Without model.checkpoint the demo checkpoint that `make demo` trains is used. Features come from the
-extractors the checkpoint was trained with (its config.yaml). A clip's transcript is --transcript, else the
-text of a `<clip>.txt` file beside it, else none (the text modality is then left out). Each line holds id,
-labels, probabilities, answer (and reason for checkpoints trained on the reason task), modalities, seconds;
-a clip that cannot be decoded gets {"id", "file", "error"} and the others go on (exit status 1).
+Features come from the extractors the checkpoint was trained with (its feature store's manifest), through
+the one extraction path (minigpt4.extract). Model and data settings are the checkpoint's own (config.yaml);
+--cfg-path contributes its eval: section (eval.mode score or generate). A clip's transcript is --transcript,
+else the text of a <clip>.txt beside it, else none (the text modality is then left out). Each line holds
+id, labels, probabilities, answer (and reason for checkpoints trained on the reason task), modalities used,
+left_out (modality -> why), face_found, seconds. A clip that cannot be decoded gets {"id", "file", "error"}
+and the others go on; the exit status is then 1.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
-from pathlib import Path
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator, TextIO
 
+from minigpt4 import entry
 
-def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
-    from minigpt4.config import split_cli
+KEYS = ("model.checkpoint", "eval.mode", "eval.max_new_tokens", "eval.threshold", "eval.top_k")
+EXAMPLES = ("python predict.py clip.mp4",
+            "python predict.py clips/ --output runs/demo/predictions_clips.jsonl",
+            "python predict.py model.checkpoint=runs/demo/final clip.mp4 --transcript 'I told you so!'",
+            "python predict.py --cfg-path eval_configs/demo.yaml model.checkpoint=runs/demo/final clip.mp4")
+DEFAULT = ("; model.checkpoint defaults to the newest demo checkpoint\n  (runs/demo/final from `python train.py`, "
+           "runs/cross/demo/test/final from `make demo`)")
 
-    rest, overrides = split_cli(argv)
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+def parse_args(argv: list[str]):
+    parser = entry.make_parser("predict.py", __doc__, KEYS, EXAMPLES, default=DEFAULT)
+    parser._option_string_actions["--cfg-path"].help = ("evaluation YAML whose eval: section says how to predict "
+                                                         "(default: the checkpoint's own config.yaml)")
+    parser.usage = "%(prog)s [options] CLIP [CLIP ... | FOLDER] [key=value ...]"
     parser.add_argument("clips", nargs="+", type=Path, help="clip files and/or folders of clips")
-    parser.add_argument("--cfg-path", help="evaluation YAML whose eval: section says how to predict "
-                                           "(default: the checkpoint's own)")
     parser.add_argument("--transcript", help="what is said in the clip(s) (default: <clip>.txt when present)")
     parser.add_argument("--output", type=Path, help="write JSON lines here instead of standard output")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
-    args = parser.parse_args(rest)
+    args, overrides = entry.parse(parser, argv)
     if args.output is not None and args.output.exists() and not args.overwrite:
         parser.error(f"--output {args.output} exists; pass --overwrite to replace it")
     return args, overrides
@@ -38,14 +47,14 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 
 def clip_files(paths: list[Path]) -> list[tuple[str, Path]]:
     """(id, file) per clip: a file's id is its stem, a folder's clips (recursive) are named by relative path."""
-    from minigpt4.inference import MEDIA_SUFFIXES
+    from minigpt4.extract.media import MEDIA_SUFFIXES
 
     out: list[tuple[str, Path]] = []
     for path in paths:
         if path.is_dir():
             found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in MEDIA_SUFFIXES)
             if not found:
-                raise SystemExit(f"predict.py: folder {path} holds no clips ({', '.join(MEDIA_SUFFIXES)})")
+                raise SystemExit(f"predict.py: error: folder {path} holds no clips ({', '.join(MEDIA_SUFFIXES)})")
             out += [(p.relative_to(path).with_suffix("").as_posix(), p) for p in found]
         else:
             out.append((path.stem, path))
@@ -68,8 +77,6 @@ def predict_all(predictor, clips: list[tuple[str, Path]], transcript: str | None
     failed = 0
     for clip_id, path in tqdm(clips, desc="predicting", unit="clip", disable=len(clips) < 2 or None):
         try:
-            if not path.is_file():
-                raise MediaError(f"{path}: file not found")
             record = predictor.predict(path, clip_id, transcript_for(path, transcript))
         except MediaError as err:
             failed += 1
@@ -92,15 +99,14 @@ def _opened(path: Path | None) -> Iterator[TextIO]:
 
 def main(argv: list[str] | None = None) -> int:
     args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
-    from minigpt4.inference import Predictor, default_checkpoint, load_predict_config
+    from minigpt4.inference import with_checkpoint
 
+    overrides, weights = with_checkpoint("predict.py", args.cfg_path, overrides)
+    entry.announce("predict.py", args.cfg_path, weights)
     clips = clip_files(args.clips)
-    try:
-        cfg = load_predict_config(args.cfg_path, default_checkpoint(overrides))
-    except (FileNotFoundError, ValueError) as err:
-        print(f"predict.py: error: {err}", file=sys.stderr)
-        return 2
-    predictor = Predictor(cfg)
+    from minigpt4.inference import Predictor, load_predict_config
+
+    predictor = Predictor(load_predict_config(args.cfg_path, overrides))
     with _opened(args.output) as out:
         failed = predict_all(predictor, clips, args.transcript, out)
     if failed:

@@ -24,7 +24,7 @@ import numpy as np
 import uvicorn
 
 from minigpt4.config import split_cli
-from minigpt4.inference import Example, Predictor, default_checkpoint, example_clips, load_predict_config
+from minigpt4.inference import Example, Predictor, example_clips, load_predict_config, with_checkpoint
 from minigpt4.web import create_app
 
 
@@ -63,10 +63,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--requests", type=int, default=24, help="uploads per run (the same in every run)")
     parser.add_argument("--clients", type=int, default=4, help="concurrent clients of the second run")
     args = parser.parse_args(flags)
-    try:
-        cfg = load_predict_config(None, default_checkpoint(overrides))
-    except FileNotFoundError as err:
-        sys.exit(f"bench/serve.py: {err}")
+    overrides, _ = with_checkpoint("bench/serve.py", None, overrides)
+    cfg = load_predict_config(None, overrides)
     examples: list[Example] = example_clips(cfg)
     if not examples:
         sys.exit("bench/serve.py: the checkpoint's corpus offers no example clips (the demo corpus does)")

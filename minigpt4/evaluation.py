@@ -65,7 +65,7 @@ def _empty_prompt_prior(model: EmotionLLaMA, dataset: EmotionDataset, candidates
     return model.score(batch, candidates)[0].float()
 
 
-def _scored_rows(model: EmotionLLaMA, dataset: EmotionDataset, cfg: DictConfig,
+def scored_rows(model: EmotionLLaMA, dataset: EmotionDataset, cfg: DictConfig,
                  answers: list[tuple[str, ...]]) -> list[tuple[str, list[str], list[float]]]:
     """(id, gold, label marginals) per sample from ranking the candidate ``answers`` (rank 0 gets all)."""
     label_set, label_mode = dataset.corpus.label_set, cfg.data.label_mode
@@ -132,7 +132,7 @@ def predict_with_decision(model: EmotionLLaMA, dataset: EmotionDataset,
                           for i, g, t in zip(batch["sample_ids"], _golds(batch, label_mode), texts)]
             return _gather(preds), None
         answers = scoring.candidate_sets(label_set, label_mode, ev.max_labels)
-        rows = _scored_rows(model, dataset, cfg, answers)
+        rows = scored_rows(model, dataset, cfg, answers)
     finally:
         model.train(was_training)
     decision = None

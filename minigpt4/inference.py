@@ -20,10 +20,11 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from . import scoring
 from .collate import Collator
 from .config import ConfigError, load_config, validate
 from .corpora import Corpus, feature_store_dir, label_set_of
-from .evaluation import _choose_scored
+from .evaluation import predict_with_decision, scored_rows
 from .extract import ClipFeatures, Extractor, MediaError, build_extractors, extract_clip
 from .extract.store import extractors_from_store, read_manifest
 from .modalities import FEATURE_MODALITIES
@@ -35,11 +36,9 @@ from .samples import Sample
 log = logging.getLogger(__name__)
 WAVEFORM_POINTS = 240
 """Envelope bins sent to the page for the waveform plot."""
-DEMO_CHECKPOINT = Path("runs/cross/demo/test/final")
-"""Where ``make demo`` (``cross_train.py``) leaves the model trained on every training session."""
 MEDIA_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".wav", ".flac", ".mp3", ".ogg", ".m4a")
 
-__all__ = ["MediaError", "Predictor", "load_predict_config", "default_checkpoint", "example_clips"]
+__all__ = ["Example", "MediaError", "Predictor", "example_clips", "load_predict_config", "with_checkpoint"]
 
 
 @dataclass(frozen=True)
@@ -177,7 +176,6 @@ class Predictor:
         self.model = (model or build_model(cfg)).eval()
         self.builder = PromptBuilder(self.model.tokenizer, self.model.slot_tokens, cfg.model.llm.prompt_template,
                                      cfg.model.llm.use_chat_template, cfg.model.max_prompt_tokens)
-        self.candidates = [self.builder.encode_answer(label) for label in self.label_set.labels]
         self.collate = Collator(self.model.tokenizer.pad_token_id, "prompt")
         # One clip at a time through extraction and the model: extractors (OpenCV cascades, CNNs) are not
         # documented thread-safe, and on a few CPU cores parallel requests would only contend for them.
@@ -199,44 +197,40 @@ class Predictor:
             raise MediaError(f"{where}: the clip provides none of the modalities {list(self.cfg.data.modalities)}")
         return used
 
-    def _examples(self, clip_id: str, clip: ClipFeatures, where: str, transcript: str | None,
-                  used: list[str]) -> tuple[dict[str, Any], dict[str, Any] | None]:
-        """The clip as ``EmotionDataset`` turns a sample into a prompt example (``emotion`` task), plus the
-        same example asking the ``reason`` instruction when the checkpoint was trained on that task."""
+    def _dataset(self, clip_id: str, clip: ClipFeatures, where: str, transcript: str | None,
+                 used: list[str]) -> tuple[Any, DictConfig]:
+        """The clip as a one-sample ``EmotionDataset`` (``emotion`` task), and the config it was built with.
+
+        The split is pinned to ``test``: a served clip never tunes anything; multi-label thresholds come from
+        the checkpoint's ``decision.json``, as in evaluation.
+        """
         cfg = OmegaConf.merge(self.cfg, {"data": {"modalities": used, "tasks": ["emotion"],
-                                                  "transcript": bool(self.cfg.data.transcript and transcript)}})
+                                                  "transcript": bool(self.cfg.data.transcript and transcript)},
+                                         "eval": {"split": "test", "max_samples": 0}})
         sample = Sample(id=clip_id, labels=(), text=transcript, media=where)
         corpus = Corpus(self.cfg.data.corpus, self.label_set, [sample], _ClipFeatures(clip, where), [],
                         _ClipFrame(clip, self.decode, str(self.cfg.data.frame)))
-        dataset = RunData(corpus, {"predict": [sample]}, self.builder).dataset("predict", cfg, self.model)
-        example = dataset[0]
-        if "reason" not in self.cfg.data.tasks:
-            return example, None
-        prompt = self.builder.build("reason", dataset.pools["reason"][0], dataset.slots,
-                                    transcript if cfg.data.transcript else None)
-        return example, {**example, "ids": prompt.ids, "slots": prompt.slots}
+        return RunData(corpus, {"predict": [sample]}, self.builder).dataset("predict", cfg, self.model), cfg
 
     @torch.no_grad()
-    def _run_model(self, example: dict[str, Any], reason_example: dict[str, Any] | None) -> dict[str, Any]:
-        batch = self.collate([example])
-        probs = torch.softmax(self.model.score(batch, self.candidates).float(), dim=-1)
-        ev = self.cfg.eval
-        if ev.mode == "score":
-            labels = _choose_scored(probs, self.label_set, self.cfg.data.label_mode, ev.threshold, ev.top_k)[0]
-            answer = self.label_set.format_answer(labels)
-        else:
-            answer = self.model.generate(batch, max_new_tokens=ev.max_new_tokens)[0]
-            labels = list(self.label_set.parse(answer))
-            if self.cfg.data.label_mode == "single":
-                labels = labels[:1]
+    def _run_model(self, dataset, cfg: DictConfig) -> dict[str, Any]:
+        """Labels and answer exactly as evaluation predicts them (``eval.mode``), plus the per-class
+        probabilities of score mode (label marginals in multi-label mode) and, for checkpoints trained on the
+        ``reason`` task, the generated reason."""
+        answers = scoring.candidate_sets(self.label_set, cfg.data.label_mode, cfg.eval.max_labels)
+        marginals = scored_rows(self.model, dataset, cfg, answers)[0][2]
+        (prediction,), _ = predict_with_decision(self.model, dataset, cfg)
         out: dict[str, Any] = {
-            "labels": labels,
-            "probabilities": {k: round(float(p), 6) for k, p in zip(self.label_set.labels, probs[0].tolist())},
-            "answer": answer,
+            "labels": prediction.pred,
+            "probabilities": {k: round(float(p), 6) for k, p in zip(self.label_set.labels, marginals)},
+            "answer": prediction.text,
         }
-        if reason_example is not None:
-            out["reason"] = self.model.generate(self.collate([reason_example]),
-                                                max_new_tokens=self.cfg.model.max_answer_tokens)[0]
+        if "reason" in self.cfg.data.tasks:
+            example = dataset[0]
+            prompt = self.builder.build("reason", dataset.pools["reason"][0], dataset.slots,
+                                        dataset.samples[0].text if cfg.data.transcript else None)
+            batch = self.collate([{**example, "ids": prompt.ids, "slots": prompt.slots}])
+            out["reason"] = self.model.generate(batch, max_new_tokens=self.cfg.model.max_answer_tokens)[0]
         return out
 
     def predict(self, path: str | Path, clip_id: str | None = None, transcript: str | None = None,
@@ -253,7 +247,7 @@ class Predictor:
             start = time.perf_counter()
             clip = extract_clip(path, self.extractors, transcript)
             used = self.used_modalities(clip, str(path))
-            result = self._run_model(*self._examples(clip_id, clip, str(path), transcript, used))
+            result = self._run_model(*self._dataset(clip_id, clip, str(path), transcript, used))
             seconds = time.perf_counter() - start
         left_out = {m: clip.failures.get(m, "no video stream" if m == "image" else "not extracted")
                     .replace(str(path), clip_id) for m in self.cfg.data.modalities if m not in used}
@@ -270,16 +264,29 @@ class Predictor:
         return record
 
 
-def default_checkpoint(overrides: Sequence[str]) -> list[str]:
-    """``overrides`` with ``model.checkpoint`` set to the demo checkpoint when none is given (the embedded
-    default: what ``make demo`` trains); a clear error naming the command that trains it when it is absent."""
-    if any(o.split("=", 1)[0].strip() == "model.checkpoint" for o in overrides):
-        return list(overrides)
-    if not (DEMO_CHECKPOINT / "config.yaml").is_file():
-        raise FileNotFoundError(
-            f"no checkpoint given and the demo checkpoint {DEMO_CHECKPOINT} does not exist yet: train it with "
-            f"`make demo` (python cross_train.py, a few minutes on CPU), or pass model.checkpoint=DIR")
-    return [*overrides, f"model.checkpoint={DEMO_CHECKPOINT}"]
+def with_checkpoint(program: str, cfg_path: str | Path | None, overrides: Sequence[str]) -> tuple[list[str], str]:
+    """``overrides`` naming the checkpoint to serve, and a note for ``entry.announce``.
+
+    The checkpoint named on the command line or in ``cfg_path`` is kept; with neither, the newest demo
+    checkpoint (the embedded default, see ``minigpt4.entry``); with none at all this stops naming the command
+    that trains one. Serving never falls back to untrained weights.
+    """
+    from . import entry
+
+    given = OmegaConf.select(OmegaConf.from_dotlist(list(overrides)), "model.checkpoint")
+    if given is None and cfg_path is not None:
+        given = OmegaConf.select(OmegaConf.load(cfg_path), "model.checkpoint")
+    if given:
+        return list(overrides), f"checkpoint {given}"
+    if cfg_path is not None:
+        raise SystemExit(f"{program}: error: {cfg_path} names no model.checkpoint. Pass model.checkpoint=RUN/final "
+                         f"(train one with {entry.MAKE_CHECKPOINT}).")
+    found = entry.newest_demo_checkpoint()
+    if found is None:
+        raise SystemExit(f"{program}: error: no demo checkpoint yet (looked for "
+                         f"{' and '.join(map(str, entry.demo_checkpoints()))}). Make one with "
+                         f"{entry.MAKE_CHECKPOINT}, then rerun this command; or name one with model.checkpoint=RUN/final.")
+    return [*overrides, f"model.checkpoint={found}"], f"checkpoint {found} (newest demo checkpoint)"
 
 
 def example_clips(cfg: DictConfig, per_label: int = 1) -> list[Example]:

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from media_clips import truncate, write_clip
 from serving_helpers import untrained_checkpoint
-from minigpt4.inference import Example, Predictor, load_predict_config
+from minigpt4.inference import Example, Predictor, example_clips, load_predict_config
 from minigpt4.web import create_app
 
 REPO = Path(__file__).resolve().parents[1]
@@ -199,11 +199,13 @@ def test_predict_cli_never_overwrites_silently(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("name", ["app", "predict"])
-def test_entry_points_without_a_checkpoint_name_the_training_command(name, tmp_path, monkeypatch, capsys):
+def test_entry_points_without_a_checkpoint_name_the_training_command(name, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no runs/ here: no demo checkpoint
-    assert entry_point(name).main(["clip.mp4"] if name == "predict" else []) == 2
-    err = capsys.readouterr().err
-    assert "make demo" in err and "model.checkpoint=" in err
+    monkeypatch.setattr("minigpt4.entry.demo_checkpoints", lambda: [tmp_path / "runs/demo/final"])
+    with pytest.raises(SystemExit) as stop:
+        entry_point(name).main(["clip.mp4"] if name == "predict" else [])
+    assert "make demo" in str(stop.value) and "model.checkpoint=" in str(stop.value)
+
 
 
 def test_a_clip_without_a_face_leaves_the_face_out_and_says_why(served):
@@ -211,3 +213,22 @@ def test_a_clip_without_a_face_leaves_the_face_out_and_says_why(served):
     assert not record["face_found"]
     assert "face" not in record["modalities"] and "image" in record["modalities"]
     assert "face" in record["left_out"] and "clip5" in record["left_out"]["face"]
+
+
+def test_demo_examples_are_held_out_clips_one_per_class(served):
+    cfg = served[3].cfg
+    examples = example_clips(cfg)
+    assert [e.label for e in examples] == list(served[3].label_set.labels)
+    assert all(e.path.is_file() and e.name.endswith(e.path.suffix) for e in examples)
+
+
+def test_generate_mode_from_an_eval_config_parses_the_generated_answer(served):
+    _, checkpoint, clips, _ = served
+    cfg = load_predict_config(REPO / "eval_configs" / "demo.yaml", [f"model.checkpoint={checkpoint}",
+                                                                      "eval.max_new_tokens=6"])
+    assert cfg.eval.mode == "generate" and cfg.data.feature_store == served[3].cfg.data.feature_store
+    predictor = Predictor(cfg)
+    record = predictor.predict(clips[0], transcript="Oh no, not again")
+    assert record["labels"] == list(predictor.label_set.parse(record["answer"]))
+    # The same weights and features give the same scores whatever the mode.
+    assert record["probabilities"] == served[3].predict(clips[0], transcript="Oh no, not again")["probabilities"]

@@ -95,7 +95,7 @@ def load_corpus(data_cfg: Any, modalities: Sequence[str], dims: Mapping[str, int
             raise CorpusError(f"unknown modality {modality!r}; expected {', '.join(MODALITIES)}")
     result = READERS[name](data_cfg)
     check_unique(result.samples, f"corpus {name}")
-    root = corpus_root(data_cfg)
+    root = demo.root(data_cfg) if name == "demo" else Path(data_cfg.root).expanduser()
     features = _features(data_cfg, result, root, dims)
     store = getattr(data_cfg, "feature_store", None)
     frames = FrameReader(str(getattr(data_cfg, "frame", "first")), resolve(root, store) if store else None)
