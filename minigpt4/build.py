@@ -100,6 +100,10 @@ def assemble(model_cfg: DictConfig, llm: PreTrainedModel, tokenizer: PreTrainedT
 def build_model(cfg: DictConfig, tokenizer: PreTrainedTokenizerBase | None = None) -> EmotionLLaMA:
     """Everything the config names, seeded, with the checkpoint it names loaded and coverage-checked."""
     model_cfg = cfg.model
+    if model_cfg.checkpoint:
+        from .checkpoint import check_model_config
+
+        check_model_config(model_cfg, model_cfg.checkpoint)
     torch.manual_seed(model_cfg.seed)
     tokenizer = tokenizer or build_tokenizer(model_cfg)
     llm = build_llm(model_cfg, tokenizer)

@@ -22,10 +22,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .config import save_config
+from .config import ConfigError, save_config
 from .model import EmotionLLaMA
 
 WEIGHTS = "trainable.safetensors"
@@ -112,7 +113,44 @@ def weights_file(path: str | Path) -> Path:
 def load_trainable(model: EmotionLLaMA, path: str | Path) -> None:
     """Load a checkpoint's trainable weights; any missing or unexpected key is an error that names it."""
     file = weights_file(path)
-    model.load_trainable_state_dict(load_file(str(file)), source=str(file))
+    try:
+        tensors = load_file(str(file))
+    except SafetensorError as err:
+        raise ValueError(f"{file}: not a readable safetensors file ({err}); the checkpoint is truncated or corrupt "
+                         f"(an interrupted copy?): copy it again or use another checkpoint") from None
+    model.load_trainable_state_dict(tensors, source=str(file))
+
+
+FREE_MODEL_KEYS = ("dtype", "gradient_checkpointing")
+"""``model.*`` leaves that may differ between training and loading, besides paths (``*path``, ``*checkpoint``):
+they change memory and speed, not what the weights mean."""
+
+
+def _may_differ(key: str) -> bool:
+    leaf = key.rsplit(".", 1)[-1]
+    return leaf.endswith(("path", "checkpoint")) or leaf in FREE_MODEL_KEYS
+
+
+def check_model_config(model_cfg: DictConfig, path: str | Path) -> None:
+    """Refuse to load a checkpoint into a model configured otherwise than the one it was trained with.
+
+    The tiny backbone is rebuilt from ``model.seed`` and LoRA's scale from ``lora.alpha``; neither is in the
+    weights file, so a different value loads cleanly and silently gives a different model. The checkpoint's
+    ``config.yaml`` (a bare ``.safetensors`` file has none) is compared key by key.
+    """
+    saved_file = Path(path) / CONFIG if Path(path).is_dir() else Path(path).with_name(CONFIG)
+    if not saved_file.is_file():
+        return
+    from .run_folder import flatten
+
+    saved = flatten(OmegaConf.to_container(OmegaConf.load(saved_file).model, resolve=True), "model.")
+    current = flatten(OmegaConf.to_container(model_cfg, resolve=True), "model.")
+    diff = [f"{k}: {saved.get(k, '<unset>')!r} in the checkpoint, {current.get(k, '<unset>')!r} now"
+            for k in sorted(saved.keys() | current.keys()) if saved.get(k) != current.get(k) and not _may_differ(k)]
+    if diff:
+        raise ConfigError(f"model.checkpoint={path} was trained with another model config ({saved_file}):\n  "
+                          + "\n  ".join(diff) + "\nuse the checkpoint's model settings (only paths, dtype and "
+                          "gradient checkpointing may differ)")
 
 
 def load_state(folder: str | Path) -> dict[str, Any]:
