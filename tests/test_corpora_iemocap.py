@@ -133,6 +133,7 @@ def test_setups_and_undecided(tmp_path):
      "Ses01F_impro01.txt:3: malformed block header"),
     ("\tneu\t[2.5000", "\tmeh\t[2.5000", "Ses01F_impro01.txt:3: unknown consensus code 'meh'"),
     ("A-E3:\tval 3", "random text\tval 3", "Ses01F_impro01.txt:8: unexpected line"),
+    ("C-E3:\tNeutral;\t()", "C-E3:\tNeutral;", "Ses01F_impro01.txt:5: judgement line of Ses01F_impro01_F000 has 2 "),
 ])
 def test_bad_evaluation_lines(tmp_path, old, new, message):
     root = write_release(tmp_path, eval_s1=EVAL_S1.replace(old, new, 1))

@@ -68,6 +68,9 @@ def test_cp1252_file_and_mojibake_repaired(tmp_path):
     ('9,Hi,Joey,joy,positive,x3,0,1,1,"0","0"\n', "Dialogue_ID is 'x3', expected an integer"),
     ('9,,Joey,joy,positive,3,0,1,1,"0","0"\n', "empty Utterance"),
     ('9,Hi,Joey,joy,positive,0,0,1,1,"0","0"\n', "duplicate utterance Dialogue_ID=0 Utterance_ID=0"),
+    # Speaker left out: read shifted, the sentiment would become the label and Utterance_ID the Dialogue_ID
+    ('9,Hi,neutral,neutral,3,5,1,1,"0","0"\n', "row starting '9' has 10 field\\(s\\), the header has 11"),
+    ('9,Hi,Joey,joy,positive,3,0,1,1,"0","0",extra\n', "has 12 field\\(s\\), the header has 11"),
 ])
 def test_bad_rows_name_file_and_line(tmp_path, bad, message):
     root = write_meld(tmp_path, train=TRAIN + bad)

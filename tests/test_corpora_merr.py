@@ -91,6 +91,9 @@ def test_transcript_errors(tmp_path):
     assert load_corpus(cfg(root, transcript=False), []).samples[2].text is None
     with pytest.raises(CorpusError, match="missing column\\(s\\) sentence_en"):
         load_corpus(cfg(root, options={"transcript_column": "sentence_en"}), [])
+    shifted = write_merr(tmp_path / "shifted", transcripts=TRANSCRIPTS.replace("sample_00000013,x,", "sample_00000013,"))
+    with pytest.raises(CorpusError, match=r"transcription_en_all.csv:4: row starting 'sample_00000013' has 2 field"):
+        load_corpus(cfg(shifted), [])
 
 
 def test_features_beside_annotation_and_missing(tmp_path):

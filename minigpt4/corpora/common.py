@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 from ..labels import LabelSet
 from ..samples import Sample
@@ -63,6 +63,20 @@ def require_file(path: Path, what: str) -> Path:
     if not path.is_file():
         raise CorpusError(f"{what} not found: expected file {path}")
     return path
+
+
+def check_fields(row: Mapping[str | None, Any], fieldnames: Sequence[str], path: Path, line: int) -> None:
+    """A ``csv.DictReader`` row must have exactly the header's field count.
+
+    A row with a field missing is otherwise read shifted (every later value lands in the wrong column: the
+    sentiment becomes the label, the utterance number the dialogue), and one with an extra field loses it.
+    """
+    extra = list(row.get(None) or [])
+    missing = sum(value is None for key, value in row.items() if key is not None)
+    if extra or missing:
+        first = next(iter(row.values()))
+        raise CorpusError(f"{path}:{line}: row starting {first!r} has {len(fieldnames) - missing + len(extra)} "
+                          f"field(s), the header has {len(fieldnames)}; a field is missing or a comma is not quoted")
 
 
 def check_unique(samples: Iterable[Sample], source: str) -> None:

@@ -108,6 +108,10 @@ def parse_emo_evaluation(path: Path) -> list[Evaluation]:
             if not blocks:
                 raise CorpusError(f"{path}:{number}: judgement line before any block header: {line!r}")
             who, sep, rest = line.partition(":")
+            fields = len(line.split("\t"))
+            if fields != 3:
+                raise CorpusError(f"{path}:{number}: judgement line of {blocks[-1].id} has {fields} tab-separated "
+                                  f"field(s), expected 3 ('C-E1:<TAB>Label;<TAB>(comment)'): {line!r}")
             if not sep:
                 raise CorpusError(f"{path}:{number}: malformed judgement line {line!r}; expected 'C-E1:<TAB>Label;'")
             if who.startswith("C-"):

@@ -15,7 +15,7 @@ from typing import Any
 from ..labels import LabelSet, get_label_set
 from ..modalities import folder_defaults
 from ..samples import Sample
-from .common import CorpusError, ReadResult, check_unique, context_line, label_setup, options, require_file, \
+from .common import CorpusError, ReadResult, check_fields, check_unique, context_line, label_setup, options, require_file, \
     resolve, root_dir
 
 SPLITS = ("train", "dev", "test")
@@ -77,8 +77,7 @@ def read_split(path: Path, split: str, video_dir: Path, require_text: bool, labe
     rows = []
     for row in reader:
         line = reader.line_num
-        if None in row or any(row[c] is None for c in COLUMNS):
-            raise CorpusError(f"{path}:{line}: expected {len(reader.fieldnames)} columns, row has a different count")
+        check_fields(row, reader.fieldnames, path, line)
         text = repair_text(row["Utterance"]).strip()
         if require_text and not text:
             raise CorpusError(f"{path}:{line}: empty Utterance; data.transcript=true needs one")

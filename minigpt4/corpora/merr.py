@@ -16,7 +16,7 @@ from typing import Any
 from ..labels import LabelSet, get_label_set
 from ..modalities import folder_defaults
 from ..samples import Sample
-from .common import CorpusError, ReadResult, check_unique, label_setup, options, require_file, resolve, root_dir
+from .common import CorpusError, ReadResult, check_fields, check_unique, label_setup, options, require_file, resolve, root_dir
 
 FEATURE_DIRS = folder_defaults("merr")
 REASON_FIELDS = {"coarse": ("coarse_json", "caption"), "fine": ("fine_json", "smp_reason_caption")}
@@ -75,6 +75,7 @@ def read_transcripts(path: Path, column: str) -> dict[str, str]:
                               "set data.options.transcript_column for another sentence column")
         out: dict[str, str] = {}
         for row in reader:
+            check_fields(row, reader.fieldnames, path, reader.line_num)
             name = (row["name"] or "").strip()
             if name in out:
                 raise CorpusError(f"{path}:{reader.line_num}: duplicate transcript for {name!r}")
