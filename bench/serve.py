@@ -39,15 +39,16 @@ def start_server(app) -> tuple[uvicorn.Server, str]:
     return server, f"http://127.0.0.1:{port}"
 
 
-def run(base: str, uploads: list[tuple[str, bytes]], clients: int) -> tuple[float, list[float]]:
+def run(base: str, uploads: list[tuple[str, bytes, str]], clients: int) -> tuple[float, list[float]]:
     """Post every upload once, ``clients`` at a time; (wall seconds, per-request latencies)."""
     local = threading.local()
 
-    def one(upload: tuple[str, bytes]) -> float:
+    def one(upload: tuple[str, bytes, str]) -> float:
         if not hasattr(local, "client"):
             local.client = httpx.Client(base_url=base, timeout=600)
+        name, body, transcript = upload
         start = time.perf_counter()
-        response = local.client.post("/predict", files={"clip": upload})
+        response = local.client.post("/predict", files={"clip": (name, body)}, data={"transcript": transcript})
         response.raise_for_status()
         return time.perf_counter() - start
 
@@ -68,7 +69,7 @@ def main(argv: list[str]) -> None:
     examples: list[Example] = example_clips(cfg)
     if not examples:
         sys.exit("bench/serve.py: the checkpoint's corpus offers no example clips (the demo corpus does)")
-    clips = [(e.name, Path(e.path).read_bytes()) for e in examples]
+    clips = [(e.name, Path(e.path).read_bytes(), e.transcript or "") for e in examples]
     uploads = [clips[i % len(clips)] for i in range(args.requests)]
     server, base = start_server(create_app(Predictor(cfg), examples))
     try:

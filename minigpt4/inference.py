@@ -43,11 +43,13 @@ __all__ = ["Example", "MediaError", "Predictor", "example_clips", "load_predict_
 
 @dataclass(frozen=True)
 class Example:
-    """A clip the page offers: its name (what clients ask for), the server's file, the true label if known."""
+    """A clip the page offers: its name (what clients ask for), the server's file, the true label and the
+    transcript when known."""
 
     name: str
     path: Path
     label: str | None
+    transcript: str | None
 
 
 def load_predict_config(cfg_path: str | Path | None, overrides: Sequence[str]) -> DictConfig:
@@ -290,16 +292,63 @@ def with_checkpoint(program: str, cfg_path: str | Path | None, overrides: Sequen
 
 
 def example_clips(cfg: DictConfig, per_label: int = 1) -> list[Example]:
-    """Clips the page offers: for the demo corpus, ``per_label`` held-out test clips of each class."""
+    """Clips the page offers: for the demo corpus, ``per_label`` held-out test utterances of each class, each
+    as its own ``.mp4`` (cut from its dialogue recording once, into the cache), with its transcript."""
     if cfg.data.corpus != "demo":
         return []
     from .corpora import READERS
+    from .corpora.demo import VERSION
+    from .extract.run import sample_jobs
+    from .features import default_cache_dir
     from .splits import select_splits
 
     result = READERS["demo"](cfg.data)
-    test = [s for s in select_splits(result.samples, cfg)["test"] if s.media]
+    test = select_splits(result.samples, cfg)["test"]
     chosen = [s for label in result.label_set.labels for s in [x for x in test if x.label == label][:per_label]]
-    return [Example(f"{s.id}{Path(s.media).suffix}", Path(s.media), s.label) for s in chosen]
+    folder = default_cache_dir() / "demo-examples" / VERSION
+    examples = []
+    for sample, job in zip(chosen, sample_jobs(chosen)):
+        if job.error:
+            raise MediaError(f"demo example {sample.id}: {job.error}")
+        path = cut_clip(job.path, job.decode, folder / f"{sample.id}.mp4") if job.decode else Path(job.path)
+        examples.append(Example(path.name, path, sample.label, sample.text))
+    return examples
+
+
+def cut_clip(source: str | Path, decode: dict[str, Any], out: Path) -> Path:
+    """One utterance of a longer recording (``decode``: segment, speaker side, separate audio file, as
+    ``decode_clip`` takes them) written as its own H.264 + AAC ``.mp4``, what a user would upload. Written
+    once, under a temporary name, then renamed."""
+    import os
+    from fractions import Fraction
+
+    import av
+
+    from .extract import decode_clip
+
+    if out.is_file():
+        return out
+    clip = decode_clip(source, max_frames=100_000, **decode)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.stem}.tmp-{os.getpid()}.mp4")
+    with av.open(str(tmp), "w") as container:
+        if clip.frames is not None:
+            frames = clip.frames[:, : clip.frames.shape[1] // 2 * 2, : clip.frames.shape[2] // 2 * 2]
+            video = container.add_stream("h264", rate=max(1, round(len(frames) / max(clip.duration, 1e-3))))
+            video.height, video.width = frames.shape[1:3]
+            video.pix_fmt = "yuv420p"
+            for frame in frames:
+                container.mux(video.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
+            container.mux(video.encode())
+        if clip.audio is not None:
+            sound = container.add_stream("aac", rate=clip.sample_rate, layout="mono")
+            for start in range(0, len(clip.audio), 1024):
+                chunk = av.AudioFrame.from_ndarray(clip.audio[None, start:start + 1024], format="flt", layout="mono")
+                chunk.sample_rate, chunk.pts, chunk.time_base = clip.sample_rate, start, Fraction(1, clip.sample_rate)
+                container.mux(sound.encode(chunk))
+            container.mux(sound.encode())
+    os.replace(tmp, out)
+    return out
 
 
 def folder_examples(folder: str | Path) -> list[Example]:
@@ -307,4 +356,4 @@ def folder_examples(folder: str | Path) -> list[Example]:
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"--examples {folder}: not a folder")
-    return [Example(p.name, p, None) for p in sorted(folder.iterdir()) if p.suffix.lower() in MEDIA_SUFFIXES]
+    return [Example(p.name, p, None, None) for p in sorted(folder.iterdir()) if p.suffix.lower() in MEDIA_SUFFIXES]

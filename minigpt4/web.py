@@ -108,7 +108,7 @@ def create_app(predictor: Serving, examples: Sequence[Example] = (),
     @app.get("/health")
     def health() -> dict[str, Any]:
         return {**predictor.health(), "max_upload_bytes": max_bytes,
-                "examples": [{"name": e.name, "label": e.label} for e in examples]}
+                "examples": [{"name": e.name, "label": e.label, "transcript": e.transcript} for e in examples]}
 
     @app.get("/examples/{name}")
     def example(name: str) -> FileResponse:

@@ -44,7 +44,7 @@ def server(tmp_path_factory):
     (root / "examples").mkdir()
     example = write_clip(root / "examples" / "astronaut.mp4", seconds=1.0, seed=3)
     predictor = Predictor(load_predict_config(None, [f"model.checkpoint={checkpoint}"]))
-    app = create_app(predictor, [Example("astronaut.mp4", example, "happy")], upload_dir=root / "uploads")
+    app = create_app(predictor, [Example("astronaut.mp4", example, "happy", "What a view from up here")], upload_dir=root / "uploads")
     port = free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
     srv = uvicorn.Server(config)
@@ -114,6 +114,7 @@ def test_upload_shows_label_chart_face_and_waveform(server, page, tmp_path):
 
 def test_example_clip_and_a_refused_upload(server, page, tmp_path):
     page.select_option("#example", "astronaut.mp4")
+    assert page.input_value("#transcript") == "What a view from up here"
     page.click("#run")
     page.wait_for_selector("#result", state="visible", timeout=120_000)
     assert page.text_content("#label") in server[1].label_set.labels

@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 
 from media_clips import truncate, write_clip
 from serving_helpers import untrained_checkpoint
+from minigpt4.extract import decode_clip
 from minigpt4.inference import Example, Predictor, example_clips, load_predict_config
 from minigpt4.web import create_app
 
@@ -40,7 +41,7 @@ def served(tmp_path_factory):
 def client(served, tmp_path):
     root, _, clips, predictor = served
     uploads = tmp_path / "uploads"
-    app = create_app(predictor, [Example("first.mp4", clips[0], "happy")], max_upload_mb=0.25, upload_dir=uploads)
+    app = create_app(predictor, [Example("first.mp4", clips[0], "happy", "I passed!")], max_upload_mb=0.25, upload_dir=uploads)
     with TestClient(app) as c:
         c.uploads = uploads
         yield c
@@ -143,7 +144,7 @@ def test_health_and_examples(client, served):
     health = client.get("/health").json()
     assert health["checkpoint"] == str(served[1]) and health["labels"] == ["happy", "sad", "neutral", "angry"]
     assert health["modalities"] == ["image", "face", "video", "audio", "text"] and health["mode"] == "score"
-    assert health["examples"] == [{"name": "first.mp4", "label": "happy"}]
+    assert health["examples"] == [{"name": "first.mp4", "label": "happy", "transcript": "I passed!"}]
     assert client.get("/examples/first.mp4").content == served[2][0].read_bytes()
     for name in ("clip1.mp4", "..%2F..%2Fetc%2Fpasswd", "%2Fetc%2Fpasswd"):
         assert client.get(f"/examples/{name}").status_code == 404
@@ -219,7 +220,10 @@ def test_demo_examples_are_held_out_clips_one_per_class(served):
     cfg = served[3].cfg
     examples = example_clips(cfg)
     assert [e.label for e in examples] == list(served[3].label_set.labels)
-    assert all(e.path.is_file() and e.name.endswith(e.path.suffix) for e in examples)
+    assert all(e.path.is_file() and e.name == e.path.name and e.transcript for e in examples)
+    # Each is one utterance cut from its dialogue recording: a short clip a user could upload.
+    clip = decode_clip(examples[0].path, max_frames=1000)
+    assert clip.frames is not None and clip.duration < 3.0
 
 
 def test_generate_mode_from_an_eval_config_parses_the_generated_answer(served):
