@@ -91,8 +91,9 @@ class NpyFolderFeatures:
             raise FeatureError(f"{modality} feature of sample {sample_id!r} is missing: expected file {path}")
         try:
             array = np.load(path, allow_pickle=False)
-        except (ValueError, OSError) as err:
-            raise FeatureError(f"{modality} feature of sample {sample_id!r}: cannot read {path}: {err}") from None
+        except (ValueError, OSError, EOFError) as err:  # EOFError: an empty or truncated file
+            raise FeatureError(f"{modality} feature of sample {sample_id!r}: cannot read {path} "
+                               f"({type(err).__name__}: {err}); expected a .npy [T, D] float32 array") from None
         return validate_array(array, modality, sample_id, str(path), self.dims.get(modality))
 
 
@@ -118,7 +119,11 @@ class PackedFeatureStore:
             path = self.folder / entry["file"]
             if not path.is_file():
                 raise FeatureError(f"feature store {self.folder}: {modality} data file {path} is missing")
-            array = np.load(path, mmap_mode="r")
+            try:
+                array = np.load(path, mmap_mode="r")
+            except (ValueError, OSError, EOFError) as err:
+                raise FeatureError(f"feature store {self.folder}: cannot read {modality} data file {path} "
+                                   f"({type(err).__name__}: {err}); pack the store again") from None
             if array.ndim != 2 or array.dtype != np.float32:
                 raise FeatureError(f"feature store {path}: shape {array.shape} dtype {array.dtype}, "
                                    "expected a 2-d float32 array")

@@ -118,8 +118,9 @@ def load_frame(sample: Sample, which: str = "first") -> np.ndarray:
     elif suffix == ".npy":
         try:
             frames = np.load(path, mmap_mode="r")
-        except (ValueError, OSError) as err:
-            raise FrameError(f"sample {sample.id!r}: cannot read frame array {path}: {err}") from None
+        except (ValueError, OSError, EOFError) as err:  # EOFError: an empty or truncated file
+            raise FrameError(f"sample {sample.id!r}: cannot read frame array {path} ({type(err).__name__}: "
+                             f"{err}); expected a .npy [N, H, W, 3] uint8 array") from None
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[0] < 1:
             raise FrameError(f"sample {sample.id!r}: frame array {path} has shape {frames.shape}, "
                              "expected [N, H, W, 3] with N >= 1")

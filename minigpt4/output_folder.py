@@ -28,30 +28,48 @@ def read_marker(folder: str | Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def check(folder: str | Path, tool: str, ignore: tuple[str, ...] = ()) -> dict[str, Any] | None:
+    """``tool``'s marker in ``folder`` (None when the folder is missing or empty); refuse anything else.
+
+    ``ignore``: names that do not make a folder non-empty (a lock file). Nothing is changed.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OutputFolderError(f"{folder} is a file, not a folder: choose another output folder")
+    if not (folder.is_dir() and any(p.name not in ignore for p in folder.iterdir())):
+        return None
+    marker = read_marker(folder)
+    if marker is None or marker.get("tool") != tool:
+        made_by = f"it was made by {marker.get('tool')}" if marker else f"it has no {MARKER}"
+        raise OutputFolderError(
+            f"{folder} is not empty and is not an output folder of {tool} ({made_by}); refusing to write into "
+            f"or replace it (--overwrite replaces only {tool}'s own folders): choose another output folder")
+    return marker
+
+
+def mark(folder: str | Path, tool: str, identity: Any = None) -> None:
+    """Record that ``tool`` made ``folder`` (and from what: ``identity``)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / MARKER).write_text(json.dumps({"tool": tool, "fingerprint": fingerprint(identity),
+                                             "identity": identity}, indent=2, default=str) + "\n")
+
+
 def claim(folder: str | Path, tool: str, overwrite: bool = False, identity: Any = None,
           ignore: tuple[str, ...] = ()) -> dict[str, Any] | None:
     """Make ``folder`` ``tool``'s output folder; return the marker of an earlier run of ``tool`` kept in place.
 
-    A missing or empty folder (``ignore``: names that do not count, such as a lock file) is created and
-    marked. A folder holding ``tool``'s marker is emptied and marked again under ``overwrite``; without it
-    the earlier marker is returned and the caller decides (continue, or refuse). Anything else is refused.
+    A missing or empty folder is created and marked. A folder holding ``tool``'s marker is emptied and marked
+    again under ``overwrite``; without it the earlier marker is returned and the caller decides (continue, or
+    refuse). Anything else is refused (:func:`check`).
     """
     folder = Path(folder)
-    content = [p for p in folder.iterdir() if p.name not in ignore] if folder.is_dir() else []
-    if folder.exists() and not folder.is_dir():
-        raise OutputFolderError(f"{folder} is a file, not a folder: choose another output folder")
-    if content:
-        marker = read_marker(folder)
-        if marker is None or marker.get("tool") != tool:
-            made_by = f"it was made by {marker.get('tool')}" if marker else f"it has no {MARKER}"
-            raise OutputFolderError(
-                f"{folder} is not empty and is not an output folder of {tool} ({made_by}); refusing to write into "
-                f"or replace it (--overwrite replaces only {tool}'s own folders): choose another output folder")
+    marker = check(folder, tool, ignore)
+    if marker is not None:
         if not overwrite:
             return marker
-        for path in content:
-            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / MARKER).write_text(json.dumps({"tool": tool, "fingerprint": fingerprint(identity),
-                                             "identity": identity}, indent=2, default=str) + "\n")
+        for path in folder.iterdir():
+            if path.name not in ignore:
+                shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+    mark(folder, tool, identity)
     return None

@@ -78,3 +78,23 @@ def test_inspect_and_pack_scripts(cache, monkeypatch, capsys, tmp_path):
     s = plain.samples[7]
     np.testing.assert_array_equal(packed.features.get("audio", s.id), plain.features.get("audio", s.id))
     np.testing.assert_array_equal(packed.frames.get(s), plain.frames.get(s))
+
+
+def test_pack_features_replaces_only_its_own_store_and_only_when_asked(cache, monkeypatch, tmp_path):
+    monkeypatch.setenv("EMOTION_LLAMA_CACHE", str(cache))
+    pack = _script("pack_features").main
+    corpus_root = tmp_path / "corpus"
+    corpus_root.mkdir()
+    (corpus_root / "labels.csv").write_text("precious")
+    with pytest.raises(SystemExit, match="not an output folder of pack_features.py"):
+        pack(["--corpus", "demo", "--out", str(corpus_root), "--modalities", "audio", "--overwrite"])
+    assert [p.name for p in corpus_root.iterdir()] == ["labels.csv"]
+
+    store = tmp_path / "store"
+    args = ["--corpus", "demo", "--out", str(store), "--modalities", "audio", "--dims", "audio=1024"]  # as --help writes it
+    pack(args)
+    assert json.loads((store / "created_by.json").read_text())["identity"]["dims"] == "audio=1024"
+    with pytest.raises(SystemExit, match="holds a store packed earlier: pass --overwrite"):
+        pack(args)
+    pack([*args, "--overwrite"])
+    assert sorted(p.name for p in store.iterdir()) == ["audio.npy", "created_by.json", "index.json"]

@@ -42,6 +42,18 @@ def test_npy_folder_bad_arrays_name_sample_and_file(tmp_path, array, message):
     assert "'bad'" in str(err.value) and str(dirs["face"] / "bad.npy") in str(err.value)
 
 
+@pytest.mark.parametrize("content", [b"", np.lib.format.MAGIC_PREFIX], ids=["empty", "truncated"])
+def test_unreadable_npy_names_sample_and_file(tmp_path, content):
+    dirs = folders(tmp_path)
+    (dirs["face"] / "cut.npy").write_bytes(content)
+    with pytest.raises(FeatureError, match=r"face feature of sample 'cut': cannot read .*face/cut\.npy \((EOF|Value)Error"):
+        NpyFolderFeatures(dirs, {"face": 8}).get("face", "cut")
+    store = pack_features(NpyFolderFeatures(dirs), ["a"], ["face"], tmp_path / "store", {"face": 8})
+    (tmp_path / "store" / "face.npy").write_bytes(content)
+    with pytest.raises(FeatureError, match=r"cannot read face data file .*store/face\.npy"):
+        PackedFeatureStore(store.folder)
+
+
 def test_npy_folder_missing_file_and_modality(tmp_path):
     dirs = folders(tmp_path)
     with pytest.raises(FeatureError, match="sample 'zz' is missing: expected file .*face/zz.npy"):
