@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -39,8 +40,10 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--from-predictions", type=Path, help="rescore this predictions.jsonl (no model)")
     parser.add_argument("--labels", help="with --from-predictions: label-set name or comma-separated labels, "
                                          "in report order")
-    parser.add_argument("--output-dir", type=Path, help="with --from-predictions: where to write (default: "
-                                                        "the predictions file's folder)")
+    parser.add_argument("--output-dir", type=Path, help="with --from-predictions: where to write (required: the "
+                                                        "original reports are never rewritten)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an earlier evaluation in the output folder (never a folder it did not create)")
     parser.add_argument("--label-mode", choices=("single", "multi"),
                         help="with --from-predictions (default: multi when any sample has several gold labels)")
     args, overrides = entry.parse(parser, argv)
@@ -51,9 +54,23 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     else:
         if args.labels is None:
             parser.error("--from-predictions needs --labels (a label-set name or a comma-separated list)")
+        if args.output_dir is None:
+            parser.error("--from-predictions needs --output-dir (a new folder: the original reports are kept)")
         if args.cfg_path or overrides or args.untrained:
             parser.error("--from-predictions takes no --cfg-path, --untrained or key=value overrides")
     return args, overrides
+
+
+def claim_output(folder: Path, overwrite: bool) -> None:
+    """Write only into a new or empty folder, or an earlier evaluation's under ``--overwrite``."""
+    from minigpt4.output_folder import OutputFolderError, claim
+
+    try:
+        if claim(folder, "eval_emotion.py", overwrite) is not None:
+            raise OutputFolderError(f"{folder} holds an earlier evaluation: pass --overwrite to replace it, or "
+                                    f"write elsewhere")
+    except OutputFolderError as err:
+        raise SystemExit(f"eval_emotion.py: error: {err}") from None
 
 
 def rescore_main(args: argparse.Namespace) -> dict:
@@ -62,6 +79,7 @@ def rescore_main(args: argparse.Namespace) -> dict:
 
     if not args.from_predictions.is_file():
         raise SystemExit(f"--from-predictions: file not found: {args.from_predictions}")
+    claim_output(args.output_dir, args.overwrite)
     return rescore(args.from_predictions, args.labels, args.label_mode, args.output_dir)
 
 
@@ -78,8 +96,10 @@ def evaluate_main(args: argparse.Namespace, overrides: list[str]) -> dict | None
     from minigpt4.config import save_config
     from minigpt4.evaluation import run_evaluation
 
-    info = dist.init_distributed()
     out_dir = Path(cfg.run.output_dir)
+    if os.environ.get("RANK", "0") == "0":  # before any rank writes; a refusal ends the torchrun job
+        claim_output(out_dir, args.overwrite)
+    info = dist.init_distributed()
     dist.setup_logging(out_dir / "eval.log", info.is_main)
     try:
         if info.is_main:

@@ -234,9 +234,16 @@ def rescore(
     """
     path = Path(predictions_path)
     preds = read_predictions(path)
+    label_set = _resolve_labels(labels)
+    for p in preds:
+        unknown = [g for g in p.gold if g not in label_set.labels]
+        if unknown:
+            raise ValueError(f"{path}: sample {p.id}: gold label(s) {', '.join(map(repr, unknown))} not among the "
+                             f"labels {', '.join(label_set.labels)}; rescore with the label set the predictions "
+                             f"were made with")
     if label_mode is None:
         label_mode = "multi" if any(len(p.gold) > 1 for p in preds) else "single"
-    return write_report(out_dir if out_dir is not None else path.parent, preds, _resolve_labels(labels),
+    return write_report(out_dir if out_dir is not None else path.parent, preds, label_set,
                         label_mode, title or f"Rescored {path}")
 
 

@@ -171,3 +171,44 @@ def test_sigkilled_cross_train_leaves_no_trainer_and_the_rerun_matches(tmp_path:
         return {k: v for k, v in json.loads((folder / "summary.json").read_text()).items() if k != "run"}
 
     assert summary(out) == summary(reference)
+
+
+def load_script(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"script_{name}", ROOT / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_rescoring_never_rewrites_the_original_reports(tmp_path: Path, capsys) -> None:
+    run = tmp_path / "eval"
+    run.mkdir()
+    lines = [{"id": "s1", "gold": ["sad"], "pred": ["sad"], "text": "sad"},
+             {"id": "s2", "gold": ["happy"], "pred": ["sad"], "text": "sad"}]
+    (run / "predictions.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    (run / "report.md").write_text("original")
+    main = load_script("eval_emotion").main
+    args = ["--from-predictions", str(run / "predictions.jsonl"), "--labels", "sad,happy"]
+    with pytest.raises(SystemExit):
+        main(args)  # no --output-dir
+    assert "needs --output-dir" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="not an output folder of eval_emotion.py"):
+        main([*args, "--output-dir", str(run), "--overwrite"])
+    assert (run / "report.md").read_text() == "original"
+    main([*args, "--output-dir", str(tmp_path / "rescored")])
+    with pytest.raises(SystemExit, match="holds an earlier evaluation: pass --overwrite"):
+        main([*args, "--output-dir", str(tmp_path / "rescored")])
+    main([*args, "--output-dir", str(tmp_path / "rescored"), "--overwrite"])
+    assert json.loads((tmp_path / "rescored" / "metrics.json").read_text())["accuracy"] == 0.5
+
+
+def test_rescoring_names_a_sample_whose_gold_label_is_unknown(tmp_path: Path) -> None:
+    from minigpt4.report import rescore
+
+    (tmp_path / "p.jsonl").write_text(json.dumps({"id": "dia3_utt1", "gold": ["joy"], "pred": ["sad"], "text": "sad"})
+                                      + "\n")
+    with pytest.raises(ValueError, match=r"p\.jsonl: sample dia3_utt1: gold label\(s\) 'joy' not among the labels "
+                                         r"sad, happy"):
+        rescore(tmp_path / "p.jsonl", "sad,happy", None, tmp_path / "out")
