@@ -24,8 +24,10 @@ from . import modalities as registry
 
 @dataclass
 class ModalityConfig:
-    dim: int = 1024
-    """Feature width on disk (FaceMAE / VideoMAE / HuBERT: 1024; MiniLM text: 384)."""
+    dim: Optional[int] = None
+    """Feature width. None (the default): the width recorded in the feature store's manifest
+    (``datasets/extract_features.py``), else the modality registry's (FaceMAE / VideoMAE / HuBERT folders: 1024;
+    MiniLM text: 384). A width set here must match the manifest."""
     tokens: int = 1
     """LLM tokens this modality occupies: 1 for utterance-level features, T for sequence-level ones
     (longer sequences are average-pooled to T, shorter ones are an error)."""
@@ -34,7 +36,7 @@ class ModalityConfig:
 
 
 def _default_features() -> dict[str, ModalityConfig]:
-    return {name: ModalityConfig(dim=dim) for name, dim in registry.default_dims().items()}
+    return {name: ModalityConfig() for name in registry.FEATURE_MODALITIES}
 
 
 @dataclass
@@ -295,7 +297,25 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     if not allow_missing:
         require_complete(cfg, source)
     validate(cfg, source)
+    resolve_feature_dims(cfg, source)
     return cfg
+
+
+def resolve_feature_dims(cfg: DictConfig, source: str = "config") -> None:
+    """Fill every ``model.features.<m>.dim`` left unset: the feature store's manifest says how wide the
+    features it holds are, the modality registry gives the rest. A set width that disagrees with the
+    manifest is an error (the model would not fit the features)."""
+    from .corpora import recorded_dims
+
+    recorded = recorded_dims(cfg.data)
+    for name, feature in cfg.model.features.items():
+        have = recorded.get(name)
+        if feature.dim is None:
+            feature.dim = have if have is not None else registry.get(name).dim
+        elif have is not None and have != feature.dim:
+            raise ConfigError(f"{source}: model.features.{name}.dim={feature.dim}, but the feature store "
+                              f"{recorded['__store__']} holds {name} features of width {have} (leave the width "
+                              "unset to take the store's)")
 
 
 def require_complete(cfg: DictConfig, source: str = "config") -> None:

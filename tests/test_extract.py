@@ -91,3 +91,39 @@ def test_spec_parsing_and_bad_specs():
         build_extractors({"audio": {"extractor": "librosa", "fmax_hz": 3}})
     assert build_extractors({"audio": {"extractor": "librosa", "fmax": "400"}})["audio"].config["fmax"] == 400.0
     json.dumps(build_extractors()["audio"].manifest())
+
+
+def _tiny_upstream(tmp_path):
+    """Tiny random HuBERT, VideoMAE and ViT-MAE saved with save_pretrained, as local folders are."""
+    from transformers import HubertConfig, HubertModel, VideoMAEConfig, VideoMAEModel, ViTMAEConfig, ViTMAEModel
+
+    small = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
+    HubertModel(HubertConfig(**small, conv_dim=(16, 16), conv_stride=(5, 4), conv_kernel=(10, 8),
+                             num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)).save_pretrained(
+        tmp_path / "hubert")
+    VideoMAEModel(VideoMAEConfig(**small, image_size=32, patch_size=8, num_frames=16, tubelet_size=2)).save_pretrained(
+        tmp_path / "videomae")
+    ViTMAEModel(ViTMAEConfig(**small, image_size=32, patch_size=8, decoder_hidden_size=16)).save_pretrained(
+        tmp_path / "mae")
+    return {"audio": {"extractor": "hubert", "path": str(tmp_path / "hubert")},
+            "video": {"extractor": "videomae", "path": str(tmp_path / "videomae")},
+            "face": {"extractor": "mae-face", "path": str(tmp_path / "mae")}}
+
+
+def test_upstream_extractors_from_local_folders(clips, tmp_path):
+    spec = _tiny_upstream(tmp_path)
+    extractors = build_extractors(spec)
+    a = extract_clip(str(clips["talk"]), extractors)
+    b = extract_clip(str(clips["talk"]), build_extractors(spec))
+    assert not a.failures
+    for modality in ("audio", "video", "face"):
+        x = a.features[modality]
+        assert x.shape == (1, 32) and np.isfinite(x).all() and x.std() > 0
+        np.testing.assert_allclose(x, b.features[modality], rtol=1e-4, atol=1e-6)  # mask_ratio=0: all patches kept
+    assert extractors["face"].model.config.mask_ratio == 0.0
+    black = extract_clip(str(clips["black"]), extractors)
+    assert "no face" in black.failures["face"] and "no faces" in black.failures["video"]
+    with pytest.raises(FileNotFoundError, match="not a local model folder"):
+        build_extractors({"audio": {"extractor": "hubert", "path": str(tmp_path)}})["audio"].dim
+    with pytest.raises(ValueError, match="needs path"):
+        build_extractors({"audio": "hubert"})["audio"].dim

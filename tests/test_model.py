@@ -87,7 +87,7 @@ def test_slot_count_mismatch_is_a_clear_error(cfg):
     model = fresh_model(cfg)
     _, exs = examples(model, cfg)
     batch = Collator(model.tokenizer.pad_token_id)(exs)
-    batch["features"]["audio"] = torch.zeros(len(exs), 2, 1024)
+    batch["features"]["audio"] = torch.zeros(len(exs), 2, model.projectors["audio"].in_features)
     with pytest.raises(SlotCountError, match="audio: the prompt holds \\[1, 1, 1, 1\\] placeholder positions"):
         model(batch)
     del batch["features"]["audio"]

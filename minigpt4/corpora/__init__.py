@@ -48,11 +48,41 @@ class Corpus:
     """Utterances the label setup leaves out (e.g. IEMOCAP ``xxx``): reason -> count."""
 
 
-def _features(data_cfg: Any, result: ReadResult, root: Path | None, dims: Mapping[str, int] | None) -> FeatureSource:
+def store_path(data_cfg: Any) -> Path | None:
+    """The packed feature store a run reads: ``data.feature_store`` (relative to the corpus root), else the
+    corpus's own (the demo corpus ships one extracted from its media). Computed without generating anything."""
     store = getattr(data_cfg, "feature_store", None)
+    name = getattr(data_cfg, "corpus")
+    root_value = getattr(data_cfg, "root", None)
+    root = demo.location(data_cfg) if name == "demo" else Path(root_value).expanduser() if root_value else None
     if store:
-        path = resolve(root, store) if root is not None else Path(store)
-        return PackedFeatureStore(path, dims)
+        return resolve(root, store) if root is not None else Path(store)
+    return root / demo.STORE if name == "demo" else None
+
+
+def recorded_dims(data_cfg: Any) -> dict[str, Any]:
+    """modality -> width recorded in the run's feature store manifest (plus ``__store__``: its path); the demo
+    corpus's store, not generated yet, is made by known extractors. Empty when nothing is recorded."""
+    from omegaconf import OmegaConf
+
+    if any(OmegaConf.is_missing(data_cfg, k) for k in ("corpus", "root", "feature_store")
+           if OmegaConf.is_config(data_cfg)):
+        return {}
+    store = store_path(data_cfg)
+    if store is not None and (store / "manifest.json").is_file():
+        from ..extract.store import read_manifest
+
+        entries = read_manifest(store)["modalities"]
+        return {"__store__": str(store), **{m: int(e["dim"]) for m, e in entries.items() if e["stored"]}}
+    if getattr(data_cfg, "corpus") == "demo" and not getattr(data_cfg, "feature_store", None):
+        return {"__store__": str(store), **demo.store_dims()}
+    return {}
+
+
+def _features(data_cfg: Any, result: ReadResult, root: Path | None, dims: Mapping[str, int] | None) -> FeatureSource:
+    store = store_path(data_cfg)
+    if store is not None:
+        return PackedFeatureStore(store, dims)
     dirs = dict(result.feature_dirs)
     for modality, folder in dict(getattr(data_cfg, "feature_dirs", None) or {}).items():
         if modality not in FEATURE_MODALITIES:
@@ -97,8 +127,7 @@ def load_corpus(data_cfg: Any, modalities: Sequence[str], dims: Mapping[str, int
     check_unique(result.samples, f"corpus {name}")
     root = demo.root(data_cfg) if name == "demo" else Path(data_cfg.root).expanduser()
     features = _features(data_cfg, result, root, dims)
-    store = getattr(data_cfg, "feature_store", None)
-    frames = FrameReader(str(getattr(data_cfg, "frame", "first")), resolve(root, store) if store else None)
+    frames = FrameReader(str(getattr(data_cfg, "frame", "first")), store_path(data_cfg))
     if "text" in modalities:
         from ..text_features import DIM, text_feature_store
 

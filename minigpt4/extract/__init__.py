@@ -18,11 +18,13 @@ from .base import ClipFeatures, ClipInputs, Extractor, extract_clip, extract_inp
 from .expression import FaceExpression
 from .media import DecodedClip, MediaError, decode_clip
 from .motion import MotionStats
+from .store import extractors_from_store
 from .text import MiniLMText
 from .upstream import FaceMAE, HubertAudio, VideoMAEVideo
 
 __all__ = ["EXTRACTORS", "DEFAULTS", "ClipFeatures", "ClipInputs", "DecodedClip", "Extractor", "MediaError",
-           "build_extractors", "decode_clip", "extract_clip", "extract_inputs", "parse_spec"]
+           "build_extractors", "decode_clip", "extract_clip", "extract_inputs", "extractors_from_store",
+           "parse_spec"]
 
 EXTRACTORS: dict[str, type[Extractor]] = {cls.name: cls for cls in (
     AcousticStats, FaceExpression, MotionStats, MiniLMText, HubertAudio, VideoMAEVideo, FaceMAE)}

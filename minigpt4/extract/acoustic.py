@@ -24,14 +24,14 @@ def _stats(x: np.ndarray) -> list[float]:
     return [float(x.mean()), float(x.std())] if x.size else [0.0, 0.0]
 
 
-def acoustic_features(audio: np.ndarray, sr: int, fmin: float, fmax: float, hop: int) -> np.ndarray:
+def acoustic_features(audio: np.ndarray, sr: int, fmin: float, fmax: float, hop: int, resolution: float) -> np.ndarray:
     import librosa
 
     mfcc = librosa.feature.mfcc(y=audio, sr=sr, n_mfcc=N_MFCC + 1, hop_length=hop)[1:] / 20.0
     rms = librosa.feature.rms(y=audio, frame_length=4 * hop, hop_length=hop)[0]
     db = librosa.amplitude_to_db(np.maximum(rms, 1e-6), ref=1.0) / 20.0
     f0, voiced, _ = librosa.pyin(audio, fmin=fmin, fmax=fmax, sr=sr, frame_length=4 * hop, hop_length=hop,
-                                 resolution=0.25)
+                                 resolution=resolution)
     pitch = np.log2(f0[voiced & np.isfinite(f0)] / 100.0) if voiced.any() else np.zeros(0)
     duration = len(audio) / sr
     if pitch.size > 1:
@@ -61,7 +61,9 @@ class AcousticStats(Extractor):
     name = "librosa"
     modality = "audio"
     version = "1"
-    defaults: dict[str, Any] = {"fmin": 65.0, "fmax": 500.0, "hop": 256}
+    defaults: dict[str, Any] = {"fmin": 65.0, "fmax": 500.0, "hop": 256, "resolution": 0.5}
+    """pyin search range (Hz), hop (samples at 16 kHz) and pitch resolution (semitones; 0.5 is 4x faster than
+    librosa's 0.1 and ample for utterance statistics)."""
 
     @property
     def dim(self) -> int:
@@ -77,4 +79,4 @@ class AcousticStats(Extractor):
         if float(np.sqrt(np.mean(audio.astype(np.float64) ** 2))) < SILENCE_RMS:
             raise MediaError(f"{clip.path}: the audio track is silent")
         return acoustic_features(audio, clip.sample_rate, float(self.config["fmin"]), float(self.config["fmax"]),
-                                 int(self.config["hop"]))[None]
+                                 int(self.config["hop"]), float(self.config["resolution"]))[None]

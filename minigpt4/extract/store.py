@@ -146,3 +146,4 @@ def pack(store: Path, clip_ids: list[str], dims: Mapping[str, int], frames: str 
     _replace(store / FAILURES, lambda p: p.write_text(json.dumps(failures, indent=1, sort_keys=True)))
     _replace(store / INDEX_FILE, lambda p: p.write_text(json.dumps(index)))
     return failures, faces
+
