@@ -296,8 +296,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     source = str(path) if path else "config"
     if not allow_missing:
         require_complete(cfg, source)
-    validate(cfg, source)
     resolve_feature_dims(cfg, source)
+    validate(cfg, source)
     return cfg
 
 
