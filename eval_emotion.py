@@ -86,7 +86,7 @@ def rescore_main(args: argparse.Namespace) -> dict:
 def evaluate_main(args: argparse.Namespace, overrides: list[str]) -> dict | None:
     from minigpt4 import entry
 
-    cfg, weights = entry.load_trained("eval_emotion.py", args.cfg_path, overrides, allow_untrained=args.untrained)
+    cfg, weights = entry.load_trained("eval_emotion.py", args.cfg_path, overrides, untrained=args.untrained)
     if not args.cfg_path and not any(o.startswith("run.output_dir=") for o in overrides):
         # The demo recipe's run.output_dir is the training run's folder: evaluate beside it, not into it.
         cfg.run.output_dir = str(Path(cfg.run.output_dir) / "eval")

@@ -64,34 +64,41 @@ def newest_demo_checkpoint() -> Path | None:
     return max(found, key=lambda p: (p / WEIGHTS).stat().st_mtime) if found else None
 
 
-def load_trained(program: str, cfg_path: str | Path | None, overrides: Sequence[str],
-                 allow_untrained: bool = False) -> tuple[DictConfig, str]:
-    """Config of an entry point that needs trained weights (evaluation, prediction, the page), and a note
-    on the weights for :func:`announce`.
+def pick_checkpoint(program: str, cfg_path: str | Path | None, given: str | None,
+                    untrained: bool | None = None) -> tuple[str | None, str]:
+    """The weights of an entry point that needs a trained model (evaluation, prediction, the page), and a
+    note on them for :func:`announce`.
 
-    Without ``--cfg-path`` or ``model.checkpoint=`` the newest demo checkpoint is taken; with none at all,
-    or with a config that names no checkpoint, this stops with the command that trains one, unless
-    ``allow_untrained`` (the user asked for the initial weights on purpose).
+    ``given`` (from the command line or the config) is kept; without it and without ``--cfg-path``, the newest
+    demo checkpoint; with none at all this stops naming the command that trains one. ``untrained`` is the
+    ``--untrained`` flag of entry points that offer it (None: not offered); only it yields no checkpoint.
     """
+    if given:
+        return given, f"checkpoint {given}"
+    if untrained:
+        return None, "UNTRAINED initial weights (--untrained)"
+    escape = ", or --untrained to use the initial weights on purpose" if untrained is not None else ""
+    if cfg_path:
+        raise SystemExit(f"{program}: error: {cfg_path} names no model.checkpoint. Pass model.checkpoint=RUN/final "
+                         f"(train one with {MAKE_CHECKPOINT}){escape}.")
+    found = newest_demo_checkpoint()
+    if found is None:
+        raise SystemExit(f"{program}: error: no demo checkpoint yet (looked for "
+                         f"{' and '.join(map(str, demo_checkpoints()))}). Make one with {MAKE_CHECKPOINT}, then "
+                         f"rerun this command; or name one with model.checkpoint=RUN/final.")
+    return str(found), f"checkpoint {found} (newest demo checkpoint)"
+
+
+def load_trained(program: str, cfg_path: str | Path | None, overrides: Sequence[str],
+                 untrained: bool = False) -> tuple[DictConfig, str]:
+    """Config (``--cfg-path`` or the demo recipe) with the checkpoint :func:`pick_checkpoint` chooses, and
+    its note for :func:`announce`."""
     cfg = load_config(cfg_path or DEMO_RECIPE, overrides)
-    detail = ""
-    if not cfg.model.checkpoint and not cfg.model.upstream_checkpoint and not allow_untrained:
-        found = None if cfg_path else newest_demo_checkpoint()
-        if found is None and cfg_path:
-            raise SystemExit(f"{program}: error: {cfg_path} names no model.checkpoint. Pass model.checkpoint=RUN/final "
-                             f"(train one with {MAKE_CHECKPOINT}), or --untrained to use the initial weights on "
-                             f"purpose.")
-        if found is None:
-            raise SystemExit(f"{program}: error: no demo checkpoint yet (looked for "
-                             f"{' and '.join(map(str, demo_checkpoints()))}). Make one with {MAKE_CHECKPOINT}, then "
-                             f"rerun this command; or name one with model.checkpoint=RUN/final.")
-        cfg.model.checkpoint = str(found)
-        detail = f"checkpoint {found} (newest demo checkpoint)"
-    elif cfg.model.checkpoint or cfg.model.upstream_checkpoint:
-        detail = f"checkpoint {cfg.model.checkpoint or cfg.model.upstream_checkpoint}"
-    else:
-        detail = "UNTRAINED initial weights (--untrained)"
-    return cfg, detail
+    given = cfg.model.checkpoint or cfg.model.upstream_checkpoint
+    checkpoint, note = pick_checkpoint(program, cfg_path, given, untrained)
+    if checkpoint and not given:
+        cfg.model.checkpoint = checkpoint
+    return cfg, note
 
 
 def make_parser(program: str, doc: str, keys: Sequence[str], examples: Sequence[str],

@@ -278,17 +278,8 @@ def with_checkpoint(program: str, cfg_path: str | Path | None, overrides: Sequen
     given = OmegaConf.select(OmegaConf.from_dotlist(list(overrides)), "model.checkpoint")
     if given is None and cfg_path is not None:
         given = OmegaConf.select(OmegaConf.load(cfg_path), "model.checkpoint")
-    if given:
-        return list(overrides), f"checkpoint {given}"
-    if cfg_path is not None:
-        raise SystemExit(f"{program}: error: {cfg_path} names no model.checkpoint. Pass model.checkpoint=RUN/final "
-                         f"(train one with {entry.MAKE_CHECKPOINT}).")
-    found = entry.newest_demo_checkpoint()
-    if found is None:
-        raise SystemExit(f"{program}: error: no demo checkpoint yet (looked for "
-                         f"{' and '.join(map(str, entry.demo_checkpoints()))}). Make one with "
-                         f"{entry.MAKE_CHECKPOINT}, then rerun this command; or name one with model.checkpoint=RUN/final.")
-    return [*overrides, f"model.checkpoint={found}"], f"checkpoint {found} (newest demo checkpoint)"
+    checkpoint, note = entry.pick_checkpoint(program, cfg_path, given)
+    return (list(overrides) if given else [*overrides, f"model.checkpoint={checkpoint}"]), note
 
 
 def example_clips(cfg: DictConfig, per_label: int = 1) -> list[Example]:
