@@ -55,6 +55,16 @@ def write_clips(samples, folder: Path, which: str) -> None:
         writer.release()
 
 
+def write_npy_folders(corpus, folder: Path) -> dict[str, Path]:
+    """Upstream's layout, one ``<id>.npy`` per sample and modality (the demo's features live in its store)."""
+    dirs = {m: folder / m for m in MODALITIES}
+    for modality, path in dirs.items():
+        path.mkdir(parents=True)
+        for sample in corpus.samples:
+            np.save(path / f"{sample.id}.npy", corpus.features.get(modality, sample.id)[0])  # upstream: (D,)
+    return dirs
+
+
 def ours_item(sample, store, frames: FrameReader) -> float:
     arrays = [store.get(m, sample.id) for m in MODALITIES]
     frame = frames.get(sample)
@@ -83,8 +93,8 @@ def main() -> None:
 
     corpus = load_corpus(DataConfig(frame=args.frame), ["image", *MODALITIES])
     samples = [corpus.samples[i % len(corpus.samples)] for i in range(args.n)]
-    dirs = {m: Path(corpus.features.describe(m, samples[0].id)).parent for m in MODALITIES}
     with tempfile.TemporaryDirectory() as tmp:
+        dirs = write_npy_folders(corpus, Path(tmp) / "npy")
         store = pack_features(corpus.features, [s.id for s in corpus.samples], MODALITIES, Path(tmp) / "store")
         pack_frames(corpus.samples, args.frame, Path(tmp) / "store")
         frames = FrameReader(args.frame, Path(tmp) / "store")
