@@ -127,3 +127,11 @@ def test_upstream_extractors_from_local_folders(clips, tmp_path):
         build_extractors({"audio": {"extractor": "hubert", "path": str(tmp_path)}})["audio"].dim
     with pytest.raises(ValueError, match="needs path"):
         build_extractors({"audio": "hubert"})["audio"].dim
+
+
+def test_long_video_keeps_evenly_spread_frames(tmp_path):
+    """A 12 s clip (300 frames) is decoded with bounded memory into max_frames frames spread over all of it."""
+    clip = decode_clip(write_clip(tmp_path / "long.mp4", seconds=12, size=64), max_frames=8)
+    assert clip.frames.shape == (8, 64, 64, 3)
+    seg = decode_clip(tmp_path / "long.mp4", max_frames=4, segment=(5.0, 6.0))
+    assert seg.frames.shape[0] == 4 and abs(len(seg.audio) / 16000 - 1.0) < 0.05 and seg.duration == 1.0

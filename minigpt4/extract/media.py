@@ -114,19 +114,25 @@ def _video(container, max_frames: int, start: float, end: float, path: Path) -> 
     stream.thread_type = "AUTO"
     if start > 0:
         container.seek(int(start / stream.time_base), stream=stream, backward=True)
-    decoded = []
+    # Every stride-th frame is kept; when 2 * max_frames are held, every other one is dropped and the stride
+    # doubles: memory stays bounded on long videos and the kept frames stay evenly spread.
+    kept, stride, index = [], 1, 0
     for frame in container.decode(stream):
         t = float(frame.time) if frame.time is not None else 0.0
         if t < start - 1e-6:
             continue
         if t >= end:
             break
-        decoded.append(frame)
-    if not decoded:
+        if index % stride == 0:
+            kept.append(frame.to_ndarray(format="rgb24"))
+            if len(kept) >= 2 * max_frames:
+                kept, stride = kept[::2], stride * 2
+        index += 1
+    if not kept:
         raise MediaError(f"{path}: the video stream has no decodable frame"
                          + (f" in segment {start:.3f}-{end:.3f} s" if end != float("inf") else ""))
-    pick = np.unique(np.linspace(0, len(decoded) - 1, min(max_frames, len(decoded))).round().astype(int))
-    return np.stack([decoded[i].to_ndarray(format="rgb24") for i in pick])
+    pick = np.unique(np.linspace(0, len(kept) - 1, min(max_frames, len(kept))).round().astype(int))
+    return np.stack([kept[i] for i in pick])
 
 
 def _audio(container, start: float, end: float) -> np.ndarray:
