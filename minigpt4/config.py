@@ -270,7 +270,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
 
     ``???`` in a preset or file marks a required local path. OmegaConf's merge would silently keep the
     earlier value, so required keys are tracked across sources; unless ``allow_missing`` (used to validate
-    shipped templates), any still unset is an error listing them all.
+    shipped templates), any still unset is an error listing them all. A preset chosen on the command line
+    over the file's own (``model.preset=tiny`` on a ``llama2_7b`` config) also replaces the file's ``???``
+    for the keys that preset sets (the tiny preset sets ``llm.path`` and ``vision.checkpoint`` to null);
+    every other ``???`` (data, checkpoints) stays required.
     """
     cfg = OmegaConf.structured(Config)
     file_cfg = OmegaConf.create()
@@ -284,12 +287,17 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         cli_cfg = OmegaConf.from_dotlist(list(overrides))
     except OmegaConfBaseException as err:
         raise ConfigError(f"command line / ${ENV_OVERRIDES}: cannot parse overrides {list(overrides)}: {err}") from None
-    preset = OmegaConf.select(cli_cfg, "model.preset") or OmegaConf.select(file_cfg, "model.preset") or "tiny"
+    file_preset = OmegaConf.select(file_cfg, "model.preset")
+    preset = OmegaConf.select(cli_cfg, "model.preset") or file_preset or "tiny"
+    preset_cfg = OmegaConf.load(preset_path("model", preset))
     required: set[str] = set()
-    for source, conf in ((f"preset model/{preset}", OmegaConf.load(preset_path("model", preset))),
-                         (str(path) if path else "config", file_cfg), ("command line", cli_cfg)):
-        required -= {k for k in required if OmegaConf.select(conf, k, default=None) is not None}
-        required |= OmegaConf.missing_keys(conf)
+    for source, conf in ((f"preset model/{preset}", preset_cfg), (str(path) if path else "config", file_cfg),
+                         ("command line", cli_cfg)):
+        required -= _given(conf, required)
+        missing = OmegaConf.missing_keys(conf)
+        if conf is file_cfg and file_preset and preset != file_preset:
+            missing -= _preset_sets(preset_cfg, missing)
+        required |= missing
         cfg = _merge(cfg, conf, source)
     for key in sorted(required):
         OmegaConf.update(cfg, key, MISSING)
@@ -318,12 +326,27 @@ def resolve_feature_dims(cfg: DictConfig, source: str = "config") -> None:
                               "unset to take the store's)")
 
 
+def _given(conf: DictConfig, keys: set[str]) -> set[str]:
+    """The ``keys`` that ``conf`` gives a value, null included (``model.checkpoint=null``: no checkpoint)."""
+    absent = object()
+    return {k for k in keys if OmegaConf.select(conf, k, default=absent, throw_on_missing=False) is not absent
+            and not OmegaConf.is_missing(conf, k)}
+
+
+def _preset_sets(preset_cfg: DictConfig, keys: set[str]) -> set[str]:
+    """The keys a preset gives a value (null included): a file's ``???`` for them belonged to the file's own
+    preset, so switching preset on the command line (``model.preset=tiny``) replaces them by the new preset's."""
+    return _given(preset_cfg, keys)
+
+
 def require_complete(cfg: DictConfig, source: str = "config") -> None:
     """Fail before anything is built while a required value (``???``) is unset, naming every such key."""
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
+        hint = ("; or model.preset=tiny to run the config on the tiny random model, which needs no model.llm.path "
+                "or model.vision.checkpoint") if {"model.llm.path", "model.vision.checkpoint"} & set(missing) else ""
         raise ConfigError(f"{source}: required keys are not set: {', '.join(missing)} (set them in the file or as "
-                          f"key=value overrides; they name local files or folders, nothing is downloaded)")
+                          f"key=value overrides; they name local files or folders, nothing is downloaded{hint})")
 
 
 _CHOICES = {

@@ -101,20 +101,28 @@ PINNED_IDS = [1, 631, 807, 64, 805, 806, 33, 3, 3, 224, 801, 806, 33, 730, 472, 
 
 
 def test_training_and_evaluation_share_the_prompt():
-    """Both paths build examples through EmotionDataset; train-mode collation appends the answer to the very
-    same prompt ids that prompt-mode collation left-pads."""
+    """Training and evaluation examples come from EmotionDataset; train-mode collation (right padding, answer
+    appended) holds the very same prompt ids that prompt-mode collation left-pads, for prompts of different
+    lengths in one batch."""
     from minigpt4.collate import Collator
+    from minigpt4.pipeline import prepare_data
 
-    cfg = load_config(None, ["data.modalities=[audio]"])
+    cfg = load_config(None, ["data.modalities=[audio,text]", "data.instruction=0"])
     model = build_model(cfg)
-    b = PromptBuilder(model.tokenizer, model.slot_tokens, cfg.model.llm.prompt_template)
-    enc = b.build("emotion", "Which emotion?", ["audio"], "Oh no")
-    ex = {"id": "a", "gold": ["sad"], "ids": enc.ids, "slots": enc.slots, "answer": b.encode_answer("sad"),
-          "features": {}, "image": None, "weight": None}
-    train = Collator(model.tokenizer.pad_token_id)([ex])
-    prompt = Collator(model.tokenizer.pad_token_id, "prompt")([ex])
-    n = len(enc.ids)
-    assert train["input_ids"][0, :n].tolist() == prompt["input_ids"][0].tolist() == enc.ids
+    data = prepare_data(cfg, model)
+    train_examples = [data.dataset("train", cfg, model, train=True)[i] for i in range(6)]
+    eval_examples = [data.dataset("train", cfg, model)[i] for i in range(6)]
+    assert [e["ids"] for e in train_examples] == [e["ids"] for e in eval_examples]
+    lengths = [len(e["ids"]) for e in eval_examples]
+    assert len(set(lengths)) > 1, "prompts of one length would never be padded"
+    train = Collator(model.tokenizer.pad_token_id)(train_examples)
+    prompt = Collator(model.tokenizer.pad_token_id, "prompt")(eval_examples)
+    width = prompt["input_ids"].shape[1]
+    for row, (n, ex) in enumerate(zip(lengths, eval_examples)):
+        assert train["input_ids"][row, :n].tolist() == prompt["input_ids"][row, width - n:].tolist() == ex["ids"]
+        assert prompt["attention_mask"][row].tolist() == [0] * (width - n) + [1] * n
+        answer = train["labels"][row][train["labels"][row] != -100].tolist()
+        assert answer == train_examples[row]["answer"] and train["labels"][row, :n].eq(-100).all()
 
 
 def test_tiny_tokenizer_rebuilds_identically(tmp_path):

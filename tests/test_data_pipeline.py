@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from minigpt4.build import build_model
 from minigpt4.collate import Collator
@@ -22,6 +23,19 @@ def slot_counts(example) -> dict[str, int]:
     return {name: example["slots"].count(i) for name, i in SLOT_IDS.items() if example["slots"].count(i)}
 
 
+def assert_batch_loss_is_the_token_mean_of_sample_losses(model, examples):
+    """Padding, masks and the placement of every modality leave each sample's loss as it is alone: the batch
+    loss is the answer-token-weighted mean of the one-sample losses (and a random model's loss is far from 0)."""
+    model.eval()
+    collate = Collator(model.tokenizer.pad_token_id)
+    assert len({len(e["ids"]) for e in examples}) > 1, "examples of one length would never be padded"
+    with torch.no_grad():
+        batch = float(model(collate(examples)).loss)
+        alone = [(float(model(collate([e])).loss), len(e["answer"])) for e in examples]
+    expected = sum(loss * n for loss, n in alone) / sum(n for _, n in alone)
+    assert batch == pytest.approx(expected, rel=1e-4) and expected > 0.5
+
+
 def test_full_layout_matches_model_slot_tokens():
     _, model, _, ds = dataset([])
     ex = ds[0]
@@ -29,7 +43,7 @@ def test_full_layout_matches_model_slot_tokens():
     batch = Collator(model.tokenizer.pad_token_id)([ds[i] for i in range(4)])
     assert set(batch["features"]) == {"face", "video", "audio", "text"}
     assert batch["image"].shape == (4, 3, 32, 32)
-    assert float(model(batch).loss) > 0
+    assert_batch_loss_is_the_token_mean_of_sample_losses(model, [ds[i] for i in range(4)])
 
 
 def test_drop_removes_placeholder_spans():
@@ -39,8 +53,7 @@ def test_drop_removes_placeholder_spans():
     text = model.tokenizer.decode(ex["ids"])
     assert "<video>" not in text and "<feature>" in text
     assert set(ex["features"]) == {"audio", "text"} and ex["image"] is None
-    batch = Collator(model.tokenizer.pad_token_id)([ds[0], ds[1]])
-    assert float(model(batch).loss) > 0
+    assert_batch_loss_is_the_token_mean_of_sample_losses(model, [ds[i] for i in range(3)])
 
 
 def test_zero_keeps_layout_and_feeds_zeros():

@@ -1,6 +1,10 @@
 """EmotionLLaMA on the tiny preset: gradients, slot checks, generation, scoring, the upstream key map."""
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -32,7 +36,8 @@ def examples(model, cfg, n=4, seed=0):
     slots = [s for s in SLOTS if s in model.slot_tokens]
     out = []
     for i in range(n):
-        prompt = builder.build("emotion", "Which emotion is it?", slots, f"line number {i}")
+        # Transcripts of different lengths: batched prompts are left-padded, so padding and position ids matter.
+        prompt = builder.build("emotion", "Which emotion is it?", slots, f"line number {i}" + " and then" * i)
         out.append({
             "id": f"s{i}", "gold": [ANSWERS[i % 4]], "ids": prompt.ids, "slots": prompt.slots,
             "answer": builder.encode_answer(ANSWERS[i % 4]),
@@ -101,6 +106,7 @@ def test_overfit_then_generate_stops_at_eos_and_score_ranks_truth(cfg):
     assert overfit(model, Collator(model.tokenizer.pad_token_id)(exs)) < 0.05
     model.eval()
     prompts = Collator(model.tokenizer.pad_token_id, "prompt")(exs)
+    assert len({len(e["ids"]) for e in exs}) == 4 and (prompts["attention_mask"] == 0).any()
     texts = model.generate(prompts, max_new_tokens=12)
     assert texts == ANSWERS  # one string per sample, nothing after EOS although 12 tokens were allowed
     builder, _ = examples(model, cfg)
@@ -115,7 +121,7 @@ def test_overfit_then_generate_stops_at_eos_and_score_ranks_truth(cfg):
 def test_score_equals_full_forward_loglikelihood(cfg):
     model = fresh_model(cfg).eval()
     builder, exs = examples(model, cfg, n=3)
-    exs[1]["ids"] = exs[1]["ids"][:1] + exs[1]["ids"][1:]  # lengths differ through the transcripts anyway
+    assert len({len(e["ids"]) for e in exs}) == 3  # left padding in score, right padding in the reference
     candidates = [builder.encode_answer(a) for a in ["happy", "sad, angry", "neutral"]]
     scores = model.score(Collator(model.tokenizer.pad_token_id, "prompt")(exs), candidates)
     for j, cand in enumerate(candidates):
@@ -128,20 +134,34 @@ def test_score_equals_full_forward_loglikelihood(cfg):
         torch.testing.assert_close(scores[:, j], picked.sum(1), atol=1e-4, rtol=1e-4)
 
 
+UPSTREAM_KEYS = json.loads((Path(__file__).resolve().parent / "data" / "upstream" /
+                            "emotion_llama_checkpoint_keys.json").read_text())
+"""Upstream Emotion-LLaMA's real checkpoint keys (LLaMA-2-7B, 32 layers, peft 0.2.0 names; see its README)."""
+UPSTREAM_PROJECTORS = {"llama_proj": "image", "cls_tk_llama_proj": "cls", "feats_llama_proj1": "face",
+                       "feats_llama_proj2": "video", "feats_llama_proj3": "audio"}
+
+
 def _upstream_state(model, old_peft: bool) -> dict[str, torch.Tensor]:
-    names = {"image": "llama_proj", "cls": "cls_tk_llama_proj", "face": "feats_llama_proj1",
-             "video": "feats_llama_proj2", "audio": "feats_llama_proj3"}
+    """Upstream's own key names for the tiny model's layers (random values in our shapes); with old PEFT also
+    the rotary buffers that transformers 4.30 saved. New PEFT names LoRA weights ``lora_A.default.weight``."""
+    params = dict(model.named_parameters())
+    layers = model.llm.config.num_hidden_layers
     state = {}
-    for name, value in model.trainable_state_dict().items():
-        if name.startswith("projectors."):
-            _, slot, leaf = name.split(".")
-            if slot in names:
-                state[f"{names[slot]}.{leaf}"] = torch.randn_like(value)
+    for key in UPSTREAM_KEYS["parameters"]:
+        layer = re.search(r"\.layers\.(\d+)\.", key)
+        if layer and int(layer.group(1)) >= layers:
+            continue
+        if key.startswith("llama_model."):
+            ours = "llm." + key.removeprefix("llama_model.").replace(".weight", ".default.weight")
+            key = key if old_peft else key.replace(".weight", ".default.weight")
         else:
-            tail = name.removeprefix("llm.base_model.model.")
-            if old_peft:
-                tail = tail.replace(".default.weight", ".weight")
-            state[f"llama_model.base_model.model.{tail}"] = torch.randn_like(value)
+            prefix, leaf = key.rsplit(".", 1)
+            ours = f"projectors.{UPSTREAM_PROJECTORS[prefix]}.{leaf}"
+        state[key] = torch.randn_like(params[ours])
+    if old_peft:
+        head = model.llm.config.hidden_size // model.llm.config.num_attention_heads
+        state |= {k: torch.ones(head // 2) for k in UPSTREAM_KEYS["buffers_when_saved_under_transformers_4.30"]
+                  if int(re.search(r"\.layers\.(\d+)\.", k).group(1)) < layers}
     return state
 
 
@@ -154,10 +174,11 @@ def test_upstream_checkpoint_loads_through_key_map(cfg, tmp_path, old_peft):
     load_upstream_checkpoint(model, tmp_path / "checkpoint_best.pth")
     torch.testing.assert_close(model.projectors["image"].weight, state["llama_proj.weight"])
     torch.testing.assert_close(model.projectors["audio"].bias, state["feats_llama_proj3.bias"])
-    lora = [k for k in state if "lora_B" in k][0]
-    ours = "llm.base_model.model." + lora.removeprefix("llama_model.base_model.model.").replace(
-        ".default.weight", ".weight").replace(".weight", ".default.weight")
-    torch.testing.assert_close(dict(model.named_parameters())[ours], state[lora])
+    lora = [k for k in state if "layers.1.self_attn.v_proj.lora_B" in k][0]
+    params = dict(model.named_parameters())
+    torch.testing.assert_close(params["llm.base_model.model.model.layers.1.self_attn.v_proj.lora_B.default.weight"],
+                               state[lora])
+    assert len([k for k in state if "lora_" in k]) == 2 * 2 * 2  # 2 layers x q/v x A/B, all loaded
     torch.testing.assert_close(model.projectors["text"].weight, text_before)  # no upstream counterpart
 
 
