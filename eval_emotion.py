@@ -91,25 +91,12 @@ def evaluate_main(args: argparse.Namespace, overrides: list[str]) -> dict | None
         # The demo recipe's run.output_dir is the training run's folder: evaluate beside it, not into it.
         cfg.run.output_dir = str(Path(cfg.run.output_dir) / "eval")
     entry.announce("eval_emotion.py", args.cfg_path, f"{weights}; writing {cfg.run.output_dir}")
-    from minigpt4 import dist
-    from minigpt4.build import build_model
-    from minigpt4.config import save_config
-    from minigpt4.evaluation import run_evaluation
+    from minigpt4.evaluation import evaluate_checkpoint
 
     out_dir = Path(cfg.run.output_dir)
     if os.environ.get("RANK", "0") == "0":  # before any rank writes; a refusal ends the torchrun job
         claim_output(out_dir, args.overwrite)
-    info = dist.init_distributed()
-    dist.setup_logging(out_dir / "eval.log", info.is_main)
-    try:
-        if info.is_main:
-            save_config(cfg, out_dir / "config.yaml")
-        model = build_model(cfg).to(info.device)
-        metrics = run_evaluation(cfg, model, out_dir)
-        dist.barrier()
-    finally:
-        dist.cleanup()
-    return metrics if info.is_main else None
+    return evaluate_checkpoint(cfg)
 
 
 def main(argv: list[str] | None = None) -> None:

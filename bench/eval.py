@@ -1,38 +1,51 @@
-"""Samples/s of evaluation: our batched generation and label scoring against upstream-style generation, on the
-same tiny model and the same demo test samples.
+"""Samples/s of evaluation on a model that answers: our batched generation (and label scoring) against
+upstream-style generation, on the same checkpoint and the same held-out samples.
 
-    python bench/eval.py [--samples 64] [--batch-size 64] [--max-new-tokens 8] [--threads 1]
+    python bench/eval.py [--checkpoint DIR] [--samples 64] [--batch-size 64] [--max-new-tokens 8] [--threads 1]
+                         [key=value ...]
 
-Upstream style (Emotion-LLaMA's ``eval_emotion.py``): one sample per call, greedy, ``max_new_tokens=500``
-(stopping at EOS, as its stopping criterion did). Ours: ``--batch-size`` samples per call with left-padded
-prompts and a small ``max_new_tokens`` (labels are a few tokens), or one forward per batch scoring every label
-answer. Every run goes through ``evaluation.predict`` after an untimed warm-up, twice: on examples loaded
-beforehand (the evaluation loop alone: the headline) and on the dataset itself (feature and frame reading
-included; that per-sample cost is the same for every mode and has its own benchmark, ``bench/data.py``).
+The model: ``--checkpoint`` (a ``final/`` folder, e.g. ``runs/cross/demo/test/final`` after ``make demo``), or
+else the demo recipe trained here on the train split (``train_loop.fit``, into a temporary folder). The
+samples are the first ``--samples`` of the test split, which that training never saw.
 
-The tiny model is first overfitted briefly (projectors + LoRA, AdamW) on some demo samples so that it answers
-with labels and stops at EOS, which makes the agreement check meaningful: it compares each mode's parsed labels
-with upstream-style generation wherever both parsed. Last line: ``ratio: R`` (samples/s of our generation over
-upstream-style, evaluation loop alone).
+Upstream style (Emotion-LLaMA's ``eval_emotion.py``): one sample per call, greedy, ``max_new_tokens=500``,
+stopping at EOS. Ours: ``--batch-size`` samples per call with left-padded prompts, greedy, a small
+``max_new_tokens`` (labels are one or two tokens), also stopping at EOS (a batch ends when every row has); or
+one forward per batch scoring every label answer. Every run goes through ``evaluation.predict`` after an
+untimed warm-up (median of ``--repeat`` passes), twice: on examples loaded beforehand (the evaluation loop alone: the headline) and on the
+dataset itself (feature and frame reading included; ``bench/data.py`` benchmarks that part on its own).
+
+Printed per generating run: new tokens per sample up to and including EOS, and decoding steps per call
+(a batch runs until its longest answer ends); the parse rate of every run, and the agreement of each mode's
+labels with upstream-style generation. Timings are wall seconds and the process's CPU seconds (on a shared
+machine wall time also measures the neighbours). Last two lines: ``parsed: F`` (the lower parse fraction of
+the two generating runs) and ``ratio: R`` (samples/s of our generation over upstream-style, evaluation loop
+alone, wall time).
 """
 from __future__ import annotations
 
 import argparse
+import functools
+import statistics
+import sys
+import tempfile
 import time
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import Dataset
 
-from minigpt4.build import build_model
-from minigpt4.collate import Collator
-from minigpt4.config import load_config
-from minigpt4.data import EmotionDataset
-from minigpt4.evaluation import predict
-from minigpt4.model import EmotionLLaMA
-from minigpt4.pipeline import prepare_data
-from minigpt4.report import Prediction
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from minigpt4.build import build_model  # noqa: E402
+from minigpt4.config import load_config, split_cli  # noqa: E402
+from minigpt4.data import EmotionDataset  # noqa: E402
+from minigpt4.evaluation import predict  # noqa: E402
+from minigpt4.model import EmotionLLaMA  # noqa: E402
+from minigpt4.pipeline import prepare_data  # noqa: E402
+from minigpt4.report import Prediction  # noqa: E402
 
 UPSTREAM_MAX_NEW_TOKENS = 500
 
@@ -51,27 +64,57 @@ class Preloaded(Dataset):
         return self.examples[index]
 
 
-def overfit(model: EmotionLLaMA, examples: list[dict], steps: int) -> float:
-    batch = Collator(model.tokenizer.pad_token_id, "train")(examples)
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
-    model.train()
-    for _ in range(steps):
-        loss = model(batch).loss
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return loss.detach().item()
+@dataclass
+class DecodeCounter:
+    """Counts what the LM's ``generate`` produced: new tokens per row (up to and including EOS), steps per call."""
+
+    eos: int
+    tokens: list[int] = field(default_factory=list)
+    steps: list[int] = field(default_factory=list)
+
+    def wrap(self, generate):
+        @functools.wraps(generate)
+        def counted(*args, **kwargs):
+            out = generate(*args, **kwargs)  # with inputs_embeds, only the new tokens come back
+            self.steps.append(out.shape[1])
+            is_eos = out == self.eos
+            ended = is_eos.any(dim=1)
+            self.tokens += torch.where(ended, is_eos.int().argmax(dim=1) + 1, out.shape[1]).tolist()
+            return out
+        return counted
+
+    def reset(self) -> None:
+        self.tokens.clear()
+        self.steps.clear()
+
+
+def trained_checkpoint(cfg: DictConfig, folder: Path) -> Path:
+    """Train ``cfg`` (the demo recipe by default) on its train split into ``folder``; return its ``final/``."""
+    from minigpt4.train_loop import fit
+
+    train_cfg = OmegaConf.merge(cfg, {"run": {"output_dir": str(folder)}})
+    start = time.perf_counter()
+    final = fit(train_cfg)
+    print(f"trained {train_cfg.run.max_steps} steps on the train split in {time.perf_counter() - start:.0f}s")
+    return final
 
 
 def with_eval(cfg: DictConfig, **values: object) -> DictConfig:
     return OmegaConf.merge(cfg, {"eval": values})
 
 
-def timed(model: EmotionLLaMA, dataset: Dataset, cfg: DictConfig) -> tuple[list[Prediction], float]:
-    predict(model, dataset, with_eval(cfg, max_samples=2))  # warm-up
-    start = time.perf_counter()
-    preds = predict(model, dataset, cfg)
-    return preds, len(preds) / (time.perf_counter() - start)
+def timed(model: EmotionLLaMA, dataset: Dataset, cfg: DictConfig, counter: DecodeCounter,
+          repeat: int) -> tuple[list[Prediction], float, float]:
+    """Predictions and the median wall and CPU seconds of ``repeat`` ``predict`` passes after a warm-up."""
+    predict(model, dataset, with_eval(cfg, max_samples=2))
+    walls, cpus = [], []
+    for _ in range(repeat):
+        counter.reset()
+        wall, cpu = time.perf_counter(), time.process_time()
+        preds = predict(model, dataset, cfg)
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
+    return preds, statistics.median(walls), statistics.median(cpus)
 
 
 def agreement(a: list[Prediction], b: list[Prediction]) -> tuple[int, int]:
@@ -79,53 +122,78 @@ def agreement(a: list[Prediction], b: list[Prediction]) -> tuple[int, int]:
     return sum(x == y for x, y in both), len(both)
 
 
-def main() -> None:
+def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    args, overrides = split_cli(argv)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", type=Path, help="a final/ checkpoint folder (default: train one here)")
     parser.add_argument("--samples", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--max-new-tokens", type=int, default=8)
-    parser.add_argument("--overfit-samples", type=int, default=16)
-    parser.add_argument("--overfit-steps", type=int, default=60)
+    parser.add_argument("--repeat", type=int, default=3, help="timed passes per run (the median counts)")
     parser.add_argument("--threads", type=int, default=1,
                         help="CPU threads; 1 keeps timings stable on a shared machine (oversubscribed threads spin)")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    return parser.parse_args(args), overrides
 
-    cfg = load_config(None, [f"eval.max_samples={args.samples}", f"eval.batch_size={args.batch_size}",
-                             f"eval.max_new_tokens={args.max_new_tokens}"])
-    model = build_model(cfg)
-    data = prepare_data(cfg, model)
-    dataset = data.dataset("test", cfg, model)
+
+def report(label: str, runs: dict[str, tuple[list[Prediction], float, float, DecodeCounter | None]]) -> None:
+    print(f"\n{label:<48} {'samples/s':>9} {'CPU s':>6} {'parsed':>7} {'accuracy':>8} {'tokens/sample':>13} "
+          f"{'steps/call':>10}")
+    for name, (preds, wall, cpu, counter) in runs.items():
+        parsed = sum(bool(p.pred) for p in preds)
+        acc = sum(p.pred[:1] == p.gold[:1] for p in preds) / len(preds)
+        tokens = f"{sum(counter.tokens) / len(counter.tokens):.2f}" if counter else "-"
+        steps = f"{sum(counter.steps) / len(counter.steps):.2f}" if counter else "-"
+        print(f"{name:<48} {len(preds) / wall:>9.2f} {cpu:>6.2f} {parsed:>4}/{len(preds):<2} {acc:>8.3f} "
+              f"{tokens:>13} {steps:>10}")
+
+
+def main(argv: list[str]) -> None:
+    args, overrides = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    cfg = load_config(Path(__file__).resolve().parents[1] / "train_configs" / "demo.yaml", overrides)
+    with tempfile.TemporaryDirectory() as tmp:
+        checkpoint = args.checkpoint or trained_checkpoint(cfg, Path(tmp) / "train")
+        cfg = OmegaConf.merge(cfg, {"model": {"checkpoint": str(checkpoint)},
+                                    "eval": {"split": "test", "max_samples": args.samples,
+                                             "batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens}})
+        model = build_model(cfg)
+    dataset = prepare_data(cfg, model).dataset("test", cfg, model)
     if len(dataset) < args.samples:
-        raise SystemExit(f"--samples {args.samples}: the demo test split has only {len(dataset)}")
-    loss = overfit(model, [dataset[i] for i in range(args.overfit_samples)], args.overfit_steps)
-    print(f"overfitted on {args.overfit_samples} samples for {args.overfit_steps} steps: loss {loss:.4f}; "
-          f"{args.samples} demo test samples, {torch.get_num_threads()} CPU thread(s)")
+        raise SystemExit(f"--samples {args.samples}: the test split has only {len(dataset)} samples")
+    counter = DecodeCounter(model.tokenizer.eos_token_id)
+    model.llm.generate = counter.wrap(model.llm.generate)
+    print(f"checkpoint {'trained here' if args.checkpoint is None else checkpoint}; {args.samples} test-split samples (unseen in training), "
+          f"{torch.get_num_threads()} CPU thread(s)")
 
     runs = {
-        "upstream-style generate (bs 1, 500 new tokens)": with_eval(
+        f"upstream-style generate (bs 1, <= {UPSTREAM_MAX_NEW_TOKENS} new tokens)": with_eval(
             cfg, mode="generate", batch_size=1, max_new_tokens=UPSTREAM_MAX_NEW_TOKENS),
-        f"ours generate (bs {args.batch_size}, {args.max_new_tokens} new tokens)": with_eval(cfg, mode="generate"),
+        f"ours generate (bs {args.batch_size}, <= {args.max_new_tokens} new tokens)": with_eval(cfg, mode="generate"),
         f"ours score (bs {args.batch_size})": with_eval(cfg, mode="score"),
     }
     preloaded = Preloaded(dataset, args.samples)
-    ratio = 0.0
+    ratios: dict[str, float] = {}
+    parsed = 1.0
     for label, source in (("evaluation loop", preloaded), ("with data loading", dataset)):
-        results = {name: timed(model, source, run_cfg) for name, run_cfg in runs.items()}
-        print(f"\n{label:<50} {'samples/s':>10} {'parsed':>7} {'accuracy':>9}")
-        for name, (preds, rate) in results.items():
-            parsed = sum(bool(p.pred) for p in preds)
-            acc = sum(p.pred[:1] == p.gold[:1] for p in preds) / len(preds)
-            print(f"{name:<50} {rate:>10.2f} {parsed:>4}/{len(preds):<2} {acc:>9.3f}")
-        (upstream, up_rate), (gen, gen_rate), (score, score_rate) = results.values()
+        results = {}
+        for name, run_cfg in runs.items():
+            preds, wall, cpu = timed(model, source, run_cfg, counter, args.repeat)
+            results[name] = (preds, wall, cpu, DecodeCounter(counter.eos, list(counter.tokens), list(counter.steps))
+                             if run_cfg.eval.mode == "generate" else None)
+        report(label, results)
+        (upstream, up_wall, up_cpu, _), (gen, gen_wall, gen_cpu, _), (score, score_wall, _, _) = results.values()
         for name, preds in (("generate", gen), ("score", score)):
             agree, both = agreement(upstream, preds)
             print(f"agreement with upstream-style, {name}: {agree}/{both} samples where both parsed")
-        print(f"over upstream-style: generate {gen_rate / up_rate:.1f}x, score {score_rate / up_rate:.1f}x")
-        if source is preloaded:
-            ratio = gen_rate / up_rate
-    print(f"ratio: {ratio:.1f}")
+        print(f"over upstream-style: generate {up_wall / gen_wall:.1f}x (CPU time {up_cpu / gen_cpu:.1f}x), "
+              f"score {up_wall / score_wall:.1f}x")
+        ratios[label] = up_wall / gen_wall
+        parsed = min(parsed, *(sum(bool(p.pred) for p in preds) / len(preds) for preds in (upstream, gen)))
+    print(f"\ngenerate over upstream-style: {ratios['evaluation loop']:.1f}x evaluation loop, "
+          f"{ratios['with data loading']:.1f}x with data loading")
+    print(f"parsed: {parsed:.3f}")
+    print(f"ratio: {ratios['evaluation loop']:.1f}")
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -1,10 +1,13 @@
-"""Cross-validation by corpus groups: one training and one evaluation subprocess per fold, then a summary.
+"""Cross-validation by corpus groups: one process per fold (train, then evaluate), folds in parallel, a summary.
 
 Why subprocesses: each fold starts from a clean interpreter (same base checkpoint, same seeded init, no state
-leaking from the previous fold) and a fold that fails stops the run with its own log tail. Why a run folder
-with a fingerprint: a rerun of the same command skips finished folds, and a rerun of a *different* command
-never mixes its folds into an old summary. Tracked config files are never written: every fold's resolved
-config lives in the run folder.
+leaking from another fold) and a fold that fails stops the run with its own log tail. Why one process per fold
+(``fold_job``): the torch/transformers start-up is paid once, not once for training and again for evaluation.
+Why parallel: folds are independent; ``--jobs N`` runs N at once, each on its own device set, here or as
+SLURM jobs through submitit (``fold_launch``), and the result does not depend on N. Why a run folder with a
+fingerprint: a rerun of the same command skips finished folds, and a rerun of a *different* command never
+mixes its folds into an old summary. Tracked config files are never written: every fold's resolved config
+lives in the run folder.
 
 Layout of ``<output_dir>``::
 
@@ -12,8 +15,10 @@ Layout of ``<output_dir>``::
     base_config.yaml    the resolved base config every fold derives from
     folds.json          held-out / inner-validation groups and sizes of every fold
     cross_train.log     the progress lines printed on the console
-    fold_<k>/           config.yaml, train.log, checkpoints/, final/, train.out, eval_config.yaml, eval.out, eval/
+    fold_<k>/           config.yaml, eval_config.yaml, fold.out (the fold process's output), train.log,
+                        checkpoints/, final/, eval/
     test/               the same for the run trained on the whole pool and evaluated on the test split
+    submitit/           submitit's job files (with --launcher slurm / submitit-local)
     summary.json  summary.md  confusion_matrix_folds.png   (report.summarize_folds)
     ablation.md/.json  prompts.md/.json                    (with --ablations / --prompts)
 """
@@ -24,29 +29,32 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
-from . import child_process, run_folder, run_lock
+from . import fold_job, fold_launch, run_folder, run_lock
 from .config import ConfigError, load_config, save_config
 from .corpora import load_corpus
+from .fold_job import FoldCommand
 from .labels import LabelSet
 from .report import mean_std, summarize_folds, write_table
 from .splits import select_splits
 
-REPO = Path(__file__).resolve().parents[1]
 RUN_FILE = "cross_run.json"
 BASE_CONFIG = "base_config.yaml"
 FOLDS_FILE = "folds.json"
 PROGRESS_LOG = "cross_train.log"
 TEST = "test"
+FOLD_LOG = "fold.out"
+PARTIAL_EVAL = "eval.partial"
+SUBMITIT_DIR = "submitit"
+SUBMITIT_CLUSTERS = {"slurm": "slurm", "submitit-local": "local"}
+LAUNCHERS = ("local", *SUBMITIT_CLUSTERS)
 TAIL_LINES = 40
 STUDIES = {"ablation": "ablations", "prompts": "prompts"}
 """Study table name (``<name>.json`` written by eval_emotion.py) -> the option that requests it."""
@@ -70,8 +78,12 @@ class Options:
     prompts: int = 0
     label_mode: str | None = None
     overwrite: bool = False
-    scripts: Path = REPO
-    """Folder holding ``train.py`` and ``eval_emotion.py``."""
+    jobs: int = 0
+    """Units run at once; 0: as many as the devices hold (local), every unit (submitit)."""
+    launcher: str = "local"
+    """``local`` (owned child processes), ``slurm`` or ``submitit-local`` (submitit jobs; see fold_launch)."""
+    submitit: list[str] = field(default_factory=list)
+    """``key=value`` executor parameters for submitit (``slurm_partition=gpu``, ``gpus_per_node=4`` ...)."""
 
 
 @dataclass
@@ -248,39 +260,34 @@ def _tail(path: Path, lines: int = TAIL_LINES) -> str:
         return "".join(deque(f, maxlen=lines))
 
 
-def launch(cmd: list[str], log_path: Path, what: str) -> None:
-    """Run one fold step as an owned child (it dies with this process); a failure raises with the log's tail."""
-    env = os.environ | {"PYTHONUNBUFFERED": "1", "TQDM_DISABLE": "1"}  # complete logs, no bar redraws
-    with log_path.open("a", encoding="utf-8") as log:
-        log.write(f"$ {' '.join(cmd)}\n")
-        log.flush()
-        status = child_process.run(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
-    if status != 0:
-        raise CrossValidationError(f"{what} failed (exit status {status}); last lines of {log_path}:\n{_tail(log_path)}")
-
-
-def _python(script: Path, nproc: int) -> list[str]:
-    if nproc > 1:
-        return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-                str(script)]
-    return [sys.executable, str(script)]
-
-
 def _has_checkpoint(unit_dir: Path) -> bool:
     """A finished ``checkpoints/step_<N>`` folder to resume from (temporary ``.step_<N>.tmp`` ones never count)."""
     folder = unit_dir / "checkpoints"
     return folder.is_dir() and any(re.fullmatch(r"step_\d+", p.name) and p.is_dir() for p in folder.iterdir())
 
 
-def run_unit(unit: str, base: DictConfig, section: DictConfig, opts: Options, progress: Any) -> dict:
-    """Train (or resume) and evaluate one unit unless already finished; return its metrics."""
+def is_finished(base: DictConfig, unit: str) -> bool:
+    return (Path(base.run.output_dir) / unit_dir_name(unit) / "eval" / "metrics.json").is_file()
+
+
+@dataclass
+class UnitTask:
+    """One unit started as one fold process (train or resume if needed, then evaluate) and where it writes."""
+
+    label: str
+    unit_dir: Path
+    command: FoldCommand
+    work: str
+    """What the process does, for the progress line."""
+    started: float = field(default_factory=time.monotonic)
+
+
+def prepare_unit(unit: str, base: DictConfig, section: DictConfig, opts: Options) -> UnitTask:
+    """Write the unit's configs and return its fold command: training (resumed from the last checkpoint, or
+    restarted cleanly when an earlier start left none) unless ``final/`` exists, then evaluation."""
     train_cfg = unit_config(base, unit)
     unit_dir = Path(train_cfg.run.output_dir)
-    eval_dir = unit_dir / "eval"
-    if (eval_dir / "metrics.json").is_file():
-        progress(f"{unit_label(unit, base)}: finished earlier, skipped")
-        return json.loads((eval_dir / "metrics.json").read_text())
-
+    train_config, resume = None, False
     if not (unit_dir / "final").is_dir():
         resume = _has_checkpoint(unit_dir)
         holder = run_lock.holder(unit_dir)
@@ -290,37 +297,80 @@ def run_unit(unit: str, base: DictConfig, section: DictConfig, opts: Options, pr
         if not resume and unit_dir.exists():
             shutil.rmtree(unit_dir)  # a start that left no checkpoint: restart cleanly
         if not resume:
-            run_folder.claim(train_cfg)  # the fold's run folder, as train.py will find it
-        config = unit_dir / "config.yaml"
-        save_config(train_cfg, config)
-        progress(f"{unit_label(unit, base)} train{' (resuming)' if resume else ''}: log {unit_dir / 'train.out'}")
-        started = time.monotonic()
-        launch([*_python(opts.scripts / "train.py", opts.nproc), "--cfg-path", str(config),
-                *(["run.resume=true"] if resume else [])], unit_dir / "train.out", f"{unit_label(unit, base)} training")
-        if not (unit_dir / "final").is_dir():
-            raise CrossValidationError(f"{unit_label(unit, base)} training exited cleanly but wrote no "
-                                       f"{unit_dir / 'final'}; see {unit_dir / 'train.out'}")
-        progress(f"{unit_label(unit, base)} train: done in {_duration(time.monotonic() - started)}")
-
-    partial = unit_dir / "eval.partial"  # renamed to eval/ on success: eval/metrics.json means complete
+            run_folder.claim(train_cfg)  # the fold's run folder, as the fold's fit will find it
+        train_config = unit_dir / "config.yaml"
+        save_config(train_cfg, train_config)
+    partial = unit_dir / PARTIAL_EVAL  # renamed to eval/ on success: eval/metrics.json means complete
     if partial.exists():
         shutil.rmtree(partial)
-    config = unit_dir / "eval_config.yaml"
-    save_config(eval_config(train_cfg, section, unit, partial), config)
-    progress(f"{unit_label(unit, base)} eval on {'the test split' if unit == TEST else f'held-out fold {unit}'}")
-    started = time.monotonic()
-    launch([sys.executable, str(opts.scripts / "eval_emotion.py"), "--cfg-path", str(config)],
-           unit_dir / "eval.out", f"{unit_label(unit, base)} evaluation")
-    if not (partial / "metrics.json").is_file():
-        raise CrossValidationError(f"{unit_label(unit, base)} evaluation exited cleanly but wrote no metrics.json "
-                                   f"in {partial}; see {unit_dir / 'eval.out'}")
+    eval_path = unit_dir / "eval_config.yaml"
+    save_config(eval_config(train_cfg, section, unit, partial), eval_path)
+    held_out = "the test split" if unit == TEST else f"held-out fold {unit}"
+    work = (f"{'resume training' if resume else 'train'}, then evaluate on {held_out}" if train_config
+            else f"evaluate on {held_out}")
+    return UnitTask(unit_label(unit, base), unit_dir, FoldCommand(
+        fold_job.command(train_config, eval_path, resume, opts.nproc), unit_dir / FOLD_LOG), work)
+
+
+def finish_unit(task: UnitTask, status: int) -> dict:
+    """Check what the fold process left, move its evaluation into ``eval/`` and return its metrics."""
+    log = task.command.log
+    if status != 0:
+        raise CrossValidationError(f"{task.label} failed (exit status {status}); last lines of {log}:\n{_tail(log)}")
+    partial, eval_dir = task.unit_dir / PARTIAL_EVAL, task.unit_dir / "eval"
+    for needed in (task.unit_dir / "final", partial / "metrics.json"):
+        if not needed.exists():
+            raise CrossValidationError(f"{task.label} exited cleanly but wrote no {needed}; see {log}")
     if eval_dir.exists():
         shutil.rmtree(eval_dir)
     os.replace(partial, eval_dir)
-    metrics = json.loads((eval_dir / "metrics.json").read_text())
-    progress(f"{unit_label(unit, base)} eval: accuracy {metrics['accuracy']:.4f} "
-             f"in {_duration(time.monotonic() - started)}")
-    return metrics
+    return json.loads((eval_dir / "metrics.json").read_text())
+
+
+def launch_units(units: list[str], base: DictConfig, section: DictConfig, opts: Options, out: Path,
+                 progress: Callable[[str], None]) -> None:
+    """Run the units' fold processes, up to ``--jobs`` at once, here or through submitit; stop at a failure."""
+    try:
+        if opts.launcher == "local":
+            gpus, cores = fold_launch.visible_gpus(), fold_launch.cpu_cores()
+            jobs = min(opts.jobs or fold_launch.auto_jobs(opts.nproc, gpus, cores), len(units))
+            slots = fold_launch.device_sets(jobs, opts.nproc, gpus, cores)
+
+            def launched(task: UnitTask, env: dict[str, str]) -> fold_launch.Launched:
+                return fold_launch.LocalFold(replace(task.command, env=env))
+        else:
+            params = OmegaConf.to_container(OmegaConf.from_dotlist(opts.submitit)) if opts.submitit else {}
+            executor = fold_launch.submitit_executor(out / SUBMITIT_DIR, SUBMITIT_CLUSTERS[opts.launcher], params)
+            jobs = min(opts.jobs or len(units), len(units))
+            threads = str(max(1, int(params["cpus_per_task"]) // opts.nproc)) if "cpus_per_task" in params else None
+            slots = [{"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads} if threads else {}] * jobs
+
+            def launched(task: UnitTask, env: dict[str, str]) -> fold_launch.Launched:
+                return fold_launch.SubmititFold(executor, replace(task.command, env=env))
+    except fold_launch.FoldLaunchError as err:
+        raise CrossValidationError(str(err)) from None
+    where = "here" if opts.launcher == "local" else f"as {opts.launcher} jobs"
+    progress(f"{len(units)} unit(s) to run {where}, up to {jobs} at once"
+             + (f"; each with {_describe(slots[0])}" if slots[0] else ""))
+
+    tasks: dict[str, UnitTask] = {}
+
+    def start(unit: str, env: dict[str, str]) -> fold_launch.Launched:
+        task = tasks[unit] = prepare_unit(unit, base, section, opts)
+        handle = launched(task, env)
+        progress(f"{task.label}: {task.work}; {handle.where}" + (f"; {_describe(env)}" if env and len(slots) > 1 else ""))
+        return handle
+
+    def done(unit: str, status: int) -> None:
+        task = tasks[unit]
+        metrics = finish_unit(task, status)
+        progress(f"{task.label}: accuracy {metrics['accuracy']:.4f}, done in {_duration(time.monotonic() - task.started)}")
+
+    fold_launch.run_all(units, slots, start, done)
+
+
+def _describe(env: dict[str, str]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in env.items() if k != "MKL_NUM_THREADS")
 
 
 def unit_label(unit: str, base: DictConfig) -> str:
@@ -388,8 +438,13 @@ def run(opts: Options) -> Path | None:
         section = eval_section(opts, base)
     except ConfigError as err:
         raise CrossValidationError(str(err)) from None
-    if opts.nproc < 1:
-        raise CrossValidationError(f"--nproc-per-node={opts.nproc}: expected at least 1")
+    if opts.nproc < 1 or opts.jobs < 0:
+        raise CrossValidationError(f"--nproc-per-node={opts.nproc} and --jobs={opts.jobs}: expected at least 1 "
+                                   f"process per fold and a non-negative number of folds at once (0: automatic)")
+    if opts.launcher not in LAUNCHERS:
+        raise CrossValidationError(f"--launcher {opts.launcher!r}: expected one of {', '.join(LAUNCHERS)}")
+    if opts.submitit and opts.launcher == "local":
+        raise CrossValidationError("--submitit parameters only apply with --launcher slurm or submitit-local")
     plan = plan_folds(base)
     units = select_units(opts.units, len(plan.folds))
     out = Path(base.run.output_dir)
@@ -400,15 +455,19 @@ def run(opts: Options) -> Path | None:
         _say(out, start, message)
 
     progress(f"{len(plan.folds)} folds of corpus {base.data.corpus} by group; run folder {out}")
+    if TEST in units and not plan.test:
+        progress(f"corpus {base.data.corpus} has no test split: test run skipped")
+        units.remove(TEST)
     for unit in units:
-        if unit == TEST and not plan.test:
-            progress(f"corpus {base.data.corpus} has no test split: test run skipped")
-            continue
         if unit != TEST:
             fold = plan.describe()["folds"][int(unit) - 1]
             progress(f"fold {unit}/{len(plan.folds)}: holds out {', '.join(fold['fold_groups'])} "
                      f"({fold['n_fold']} samples), trains on {fold['n_train']}, validates on {fold['n_val']}")
-        run_unit(unit, base, section, opts, progress)
+        if is_finished(base, unit):
+            progress(f"{unit_label(unit, base)}: finished earlier, skipped")
+    todo = [unit for unit in units if not is_finished(base, unit)]
+    if todo:
+        launch_units(todo, base, section, opts, out, progress)
     summary = summarize(out, plan, section)
     if summary is None:
         progress("no fold has finished yet: no summary")

@@ -249,3 +249,23 @@ def run_evaluation(cfg: DictConfig, model: EmotionLLaMA, out_dir: Path) -> dict:
     if cfg.eval.prompts > 0:
         prompt_sensitivity(model, data, cfg, cfg.eval.prompts, out_dir)
     return metrics
+
+
+def evaluate_checkpoint(cfg: DictConfig) -> dict | None:
+    """Build the model ``cfg`` names and run :func:`run_evaluation` into ``run.output_dir`` (with its
+    ``eval.log`` and resolved ``config.yaml``), in this process or under torchrun; rank 0 gets the metrics."""
+    from .build import build_model
+    from .config import save_config
+
+    info = dist.init_distributed()
+    out_dir = Path(cfg.run.output_dir)
+    dist.setup_logging(out_dir / "eval.log", info.is_main)
+    try:
+        if info.is_main:
+            save_config(cfg, out_dir / "config.yaml")
+        model = build_model(cfg).to(info.device)
+        metrics = run_evaluation(cfg, model, out_dir)
+        dist.barrier()
+    finally:
+        dist.cleanup()
+    return metrics if info.is_main else None

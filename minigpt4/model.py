@@ -23,6 +23,15 @@ class SlotCountError(ValueError):
     """The prompt holds a different number of slot positions than the modality produced tokens."""
 
 
+def answer_logits_to_keep(labels: torch.Tensor) -> int:
+    """How many trailing positions need logits: from just before the earliest answer token to the end.
+
+    The LM head over the whole prompt (hundreds of image tokens with real backbones) would be wasted work.
+    """
+    first = int((labels != -100).float().argmax(dim=1).min())
+    return labels.shape[1] - first + 1 if first > 0 else labels.shape[1]
+
+
 class EmotionLLaMA(nn.Module):
     def __init__(self, llm: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, vision: FrameEncoder | None,
                  feature_dims: Mapping[str, int], feature_tokens: Mapping[str, int],
@@ -98,11 +107,7 @@ class EmotionLLaMA(nn.Module):
         embeds = self.embed(batch)
         mask = batch["attention_mask"].to(self.device)
         labels = batch["labels"].to(self.device)
-        # Only positions from the earliest answer start onward need logits: the LM head over the whole
-        # prompt (hundreds of image tokens) would be wasted work.
-        answer = labels != -100
-        first = int(answer.float().argmax(dim=1).min())
-        keep = labels.shape[1] - first + 1 if first > 0 else labels.shape[1]
+        keep = answer_logits_to_keep(labels)
         out = self.llm(inputs_embeds=embeds, attention_mask=mask, use_cache=False, logits_to_keep=keep)
         logits = out.logits[:, :-1].float()
         target = labels[:, labels.shape[1] - keep + 1:]

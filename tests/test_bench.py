@@ -1,0 +1,42 @@
+"""Benchmark instrumentation: what bench/eval.py reports as tokens per sample and decoding steps."""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import torch
+
+from minigpt4.model import answer_logits_to_keep
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _bench_eval():
+    spec = importlib.util.spec_from_file_location("bench_eval", REPO / "bench" / "eval.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_decode_counter_counts_new_tokens_up_to_eos():
+    eos, pad = 2, 3
+    outputs = [torch.tensor([[7, eos, pad, pad], [8, 9, 9, eos], [5, 5, 5, 5]]), torch.tensor([[eos]])]
+    counter = _bench_eval().DecodeCounter(eos)
+    generate = counter.wrap(lambda: outputs.pop(0))
+    generate()
+    generate()
+    assert counter.tokens == [2, 4, 4, 1]  # EOS counts; a row that never ended counts every step
+    assert counter.steps == [4, 1]
+    counter.reset()
+    assert counter.tokens == [] and counter.steps == []
+
+
+def test_logits_to_keep_starts_just_before_the_earliest_answer():
+    labels = torch.full((2, 10), -100)
+    labels[0, 6:8] = 1
+    labels[1, 4:9] = 1
+    assert answer_logits_to_keep(labels) == 7  # positions 3..9: position 3 predicts the first answer token
+    labels[1, 0] = 1
+    assert answer_logits_to_keep(labels) == 10
