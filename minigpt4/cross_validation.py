@@ -444,7 +444,7 @@ def run(opts: Options) -> Path | None:
     if opts.launcher not in LAUNCHERS:
         raise CrossValidationError(f"--launcher {opts.launcher!r}: expected one of {', '.join(LAUNCHERS)}")
     if opts.submitit and opts.launcher == "local":
-        raise CrossValidationError("--submitit parameters only apply with --launcher slurm or submitit-local")
+        raise CrossValidationError("--submitit-param only applies with --launcher slurm or submitit-local")
     plan = plan_folds(base)
     units = select_units(opts.units, len(plan.folds))
     out = Path(base.run.output_dir)

@@ -63,14 +63,26 @@ def run(train_config: Path | None, eval_config: Path, resume: bool) -> None:
     evaluate_checkpoint(load_config(eval_config))
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--train-config", type=Path, help="the unit's training config (omitted: trained already)")
     parser.add_argument("--resume", action="store_true", help="continue from the unit's last checkpoint")
     parser.add_argument("--eval-config", type=Path, required=True, help="the unit's evaluation config")
     args = parser.parse_args(argv)
-    run(args.train_config, args.eval_config, args.resume)
+    from .output_folder import OutputFolderError
+    from .run_lock import RunLocked
+    from .train_loop import TrainingInterrupted
+
+    try:
+        run(args.train_config, args.eval_config, args.resume)
+    except (OutputFolderError, RunLocked) as err:
+        print(f"fold_job: error: {err}", file=sys.stderr)
+        return 1
+    except TrainingInterrupted as err:
+        print(f"fold_job: {err}", file=sys.stderr)
+        return 143  # 128 + SIGTERM, as train.py: the checkpoint it wrote is resumed by the next run
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

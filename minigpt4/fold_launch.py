@@ -107,8 +107,8 @@ def submitit_executor(folder: Path, cluster: str, params: Mapping[str, Any]) -> 
     executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
     try:
         executor.update_parameters(**{"timeout_min": 24 * 60, "tasks_per_node": 1, "nodes": 1, **params})
-    except (ValueError, TypeError) as err:
-        raise FoldLaunchError(f"--slurm parameters {dict(params)}: {err}") from None
+    except (NameError, ValueError, TypeError, AssertionError) as err:  # submitit checks types with assert
+        raise FoldLaunchError(f"--submitit-param {dict(params)}: {err}") from None
     return executor
 
 

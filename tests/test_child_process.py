@@ -37,10 +37,13 @@ def wait_for(predicate, timeout: float = 60.0) -> bool:
 
 
 def start_parent(tmp_path: Path) -> tuple[subprocess.Popen, int]:
-    """A process that launches a fold step the way cross_validation does; returns it and its child's pid."""
+    """A process that launches a fold the way cross_validation does (``fold_launch.run_all``); returns it and
+    its child's pid."""
     pid_file = tmp_path / "child.pid"
-    code = ("import sys; from pathlib import Path; from minigpt4.cross_validation import launch; "
-            "launch([sys.executable, '-c', sys.argv[1], sys.argv[2]], Path(sys.argv[3]), 'fold 1/5 training')")
+    code = ("import sys; from pathlib import Path; from minigpt4.fold_job import FoldCommand; "
+            "from minigpt4.fold_launch import LocalFold, run_all; "
+            "fold = FoldCommand([sys.executable, '-c', sys.argv[1], sys.argv[2]], Path(sys.argv[3])); "
+            "run_all(['fold 1'], [{}], lambda unit, env: LocalFold(fold), lambda unit, status: None)")
     parent = subprocess.Popen([sys.executable, "-c", code, SLEEPER, str(pid_file), str(tmp_path / "train.out")],
                               env=os.environ | {"PYTHONPATH": str(Path(__file__).resolve().parents[1])})
     assert wait_for(lambda: pid_file.is_file() and pid_file.read_text()), "the child never started"

@@ -27,6 +27,7 @@ from minigpt4.cross_validation import (
     run,
     unit_config,
 )
+from minigpt4.fold_launch import FoldLaunchError, auto_jobs, device_sets
 from minigpt4.splits import cv_pool
 
 REPO = Path(__file__).resolve().parents[1]
@@ -114,11 +115,12 @@ def test_bad_fold_selection_is_refused(tmp_path: Path):
 
 @pytest.fixture(scope="module")
 def baseline(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
-    """Folds 1 and 2 plus the test run, with the ablation study, a few steps each; tracked hashes before."""
+    """Folds 1 and 2 plus the test run, two at a time, with the ablation study, a few steps each; tracked hashes
+    before."""
     hashes = tracked_config_hashes()
     out = tmp_path_factory.mktemp("cross") / "run"
     assert run(Options(cfg_path=DEMO, overrides=[*QUICK, f"run.output_dir={out}"], units=["1", "2", "test"],
-                       ablations=True)) == out / "summary.md"
+                       ablations=True, jobs=2)) == out / "summary.md"
     return out, hashes
 
 
@@ -134,7 +136,7 @@ def test_run_folder_layout_and_summary(baseline):
                  "confusion_matrix_folds.png", "ablation.md", "ablation.json"):
         assert (out / name).is_file(), name
     for unit in ("fold_1", "fold_2", "test"):
-        for name in ("config.yaml", "train.log", "train.out", "eval.out", "final/trainable.safetensors",
+        for name in ("config.yaml", "eval_config.yaml", "train.log", "fold.out", "final/trainable.safetensors",
                      "eval/metrics.json", "eval/predictions.jsonl", "eval/report.md", "eval/ablation.json"):
             assert (out / unit / name).is_file(), f"{unit}/{name}"
         assert not (out / unit / "eval.partial").exists()
@@ -184,9 +186,65 @@ def test_rerun_after_interruption_ends_with_the_same_summary(baseline, tmp_path:
     run(Options(cfg_path=DEMO, overrides=[*QUICK, f"run.output_dir={copy}"], units=["1", "2", "test"], ablations=True))
     printed = capsys.readouterr().out
     assert "fold 1/5: finished earlier, skipped" in printed and "test run: finished earlier, skipped" in printed
-    assert "fold 2/5 train:" in printed
+    assert "fold 2/5: train, then evaluate on held-out fold 2" in printed
     assert _summary(copy) == _summary(out)
     assert json.loads((copy / "ablation.json").read_text()) == json.loads((out / "ablation.json").read_text())
+
+
+def _fold_metrics(out: Path) -> dict[str, dict]:
+    return {p.parent.parent.name: json.loads(p.read_text()) for p in sorted(out.glob("*/eval/metrics.json"))}
+
+
+@pytest.mark.slow
+def test_one_fold_at_a_time_gives_the_same_metrics_as_two(baseline, tmp_path: Path):
+    out, _ = baseline
+    serial = tmp_path / "serial"
+    run(Options(cfg_path=DEMO, overrides=[*QUICK, f"run.output_dir={serial}"], units=["1", "2", "test"],
+                ablations=True, jobs=1))
+    assert "up to 1 at once" in (serial / "cross_train.log").read_text()
+    assert "up to 2 at once" in (out / "cross_train.log").read_text()
+    assert set(_fold_metrics(out)) == {"fold_1", "fold_2", "test"}
+    assert _fold_metrics(serial) == _fold_metrics(out)
+    assert _summary(serial) == _summary(out)
+    assert json.loads((serial / "ablation.json").read_text()) == json.loads((out / "ablation.json").read_text())
+
+
+@pytest.mark.slow
+def test_submitit_local_executor_runs_folds_into_the_same_run_folder(baseline, tmp_path: Path):
+    """``--launcher submitit-local`` is the SLURM path (pickled fold command, job polling) on this machine."""
+    out, _ = baseline
+    copy = tmp_path / "run"
+    shutil.copytree(out, copy)
+    for unit in ("fold_2", "test"):  # fold 1 stays finished: skipped, not resubmitted
+        shutil.rmtree(copy / unit)
+    (copy / "summary.json").unlink()
+    run(Options(cfg_path=DEMO, overrides=[*QUICK, f"run.output_dir={copy}"], units=["1", "2", "test"],
+                ablations=True, launcher="submitit-local", submitit=["timeout_min=30"]))
+    log = (copy / "cross_train.log").read_text()
+    assert "fold 1/5: finished earlier, skipped" in log and "2 unit(s) to run as submitit-local jobs" in log
+    assert len(list((copy / "submitit").glob("*_submitted.pkl"))) == 2
+    assert _fold_metrics(copy) == _fold_metrics(out)
+    assert _summary(copy) == _summary(out)
+
+
+def test_submitit_parameters_are_checked(tmp_path: Path):
+    with pytest.raises(CrossValidationError, match=r"--submitit-param .*no_such_parameter"):
+        run(Options(cfg_path=DEMO, overrides=[f"run.output_dir={tmp_path}"], launcher="submitit-local",
+                    submitit=["no_such_parameter=1"], units=["1"]))
+    with pytest.raises(CrossValidationError, match="only applies with --launcher"):
+        run(Options(cfg_path=DEMO, overrides=[f"run.output_dir={tmp_path}"], submitit=["timeout_min=5"]))
+
+
+def test_each_concurrent_fold_gets_its_own_devices():
+    assert device_sets(2, 2, ["0", "1", "2", "3"], 16) == [{"CUDA_VISIBLE_DEVICES": "0,1"},
+                                                           {"CUDA_VISIBLE_DEVICES": "2,3"}]
+    assert device_sets(2, 1, ["4", "6", "7"], 16) == [{"CUDA_VISIBLE_DEVICES": "4"}, {"CUDA_VISIBLE_DEVICES": "6"}]
+    with pytest.raises(FoldLaunchError, match="needs 4 GPUs; 3 visible"):
+        device_sets(2, 2, ["0", "1", "2"], 16)
+    cpu = device_sets(3, 2, [], 12)
+    assert cpu == [{"OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}] * 3
+    assert device_sets(4, 1, [], 2)[0]["OMP_NUM_THREADS"] == "1"  # never zero threads
+    assert auto_jobs(1, [], 2) == 2 and auto_jobs(2, ["0", "1", "2", "3", "4"], 64) == 2 and auto_jobs(4, [], 2) == 1
 
 
 @pytest.mark.slow
@@ -203,10 +261,10 @@ def test_rerun_with_another_config_is_refused(baseline):
 def test_failing_fold_stops_the_run_with_its_log_tail(tmp_path: Path):
     out = tmp_path / "run"
     result = subprocess.run(
-        [sys.executable, str(REPO / "cross_train.py"), "--cfg-path", str(DEMO), "--folds", "1,2", *QUICK,
+        [sys.executable, str(REPO / "cross_train.py"), "--cfg-path", str(DEMO), "--folds", "1,2", "--jobs", "1", *QUICK,
          "model.llm.path=/nonexistent/llm", f"run.output_dir={out}"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 1
-    assert "fold 1/5 training failed (exit status 1)" in result.stderr
+    assert "fold 1/5 failed (exit status 1)" in result.stderr
     assert "/nonexistent/llm is not a folder" in result.stderr  # the tail of the fold's own log
     assert not (out / "fold_2").exists() and not (out / "summary.json").exists()
 
