@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from . import scoring
 from .collate import Collator
 from .config import ConfigError, load_config, validate
-from .corpora import Corpus, feature_store_dir, label_set_of
+from .corpora import Corpus, label_set_of, store_path
 from .evaluation import predict_with_decision, scored_rows
 from .extract import ClipFeatures, Extractor, MediaError, build_extractors, extract_clip
 from .extract.store import extractors_from_store, read_manifest
@@ -89,7 +89,7 @@ def checkpoint_extractors(cfg: DictConfig) -> tuple[dict[str, Extractor], dict[s
     fed media: that is an error saying so, never a guess.
     """
     wanted = [m for m in cfg.data.modalities if m in FEATURE_MODALITIES]
-    store = feature_store_dir(cfg.data)
+    store = store_path(cfg.data)
     if store is None:
         if any(m != "text" for m in wanted):
             raise ConfigError(
@@ -322,17 +322,21 @@ def cut_clip(source: str | Path, decode: dict[str, Any], out: Path) -> Path:
     clip = decode_clip(source, max_frames=100_000, **decode)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.stem}.tmp-{os.getpid()}.mp4")
-    with av.open(str(tmp), "w") as container:
-        if clip.frames is not None:
-            frames = clip.frames[:, : clip.frames.shape[1] // 2 * 2, : clip.frames.shape[2] // 2 * 2]
+    frames = clip.frames
+    with av.open(str(tmp), "w") as container:  # every stream is added before the first packet is muxed
+        video = sound = None
+        if frames is not None:
+            frames = frames[:, : frames.shape[1] // 2 * 2, : frames.shape[2] // 2 * 2]  # H.264 wants even sides
             video = container.add_stream("h264", rate=max(1, round(len(frames) / max(clip.duration, 1e-3))))
             video.height, video.width = frames.shape[1:3]
             video.pix_fmt = "yuv420p"
+        if clip.audio is not None:
+            sound = container.add_stream("aac", rate=clip.sample_rate, layout="mono")
+        if video is not None:
             for frame in frames:
                 container.mux(video.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
             container.mux(video.encode())
-        if clip.audio is not None:
-            sound = container.add_stream("aac", rate=clip.sample_rate, layout="mono")
+        if sound is not None:
             for start in range(0, len(clip.audio), 1024):
                 chunk = av.AudioFrame.from_ndarray(clip.audio[None, start:start + 1024], format="flt", layout="mono")
                 chunk.sample_rate, chunk.pts, chunk.time_base = clip.sample_rate, start, Fraction(1, clip.sample_rate)

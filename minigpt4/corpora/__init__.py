@@ -20,7 +20,7 @@ from ..samples import Sample
 from . import demo, ecf, iemocap, meld, merr
 from .common import CorpusError, ReadResult, check_unique, label_setup, resolve
 
-__all__ = ["Corpus", "CorpusError", "corpus_root", "feature_store_dir", "label_set_of", "load_corpus", "READERS"]
+__all__ = ["Corpus", "CorpusError", "label_set_of", "load_corpus", "READERS"]
 
 READERS: dict[str, Callable[[Any], ReadResult]] = {
     "merr": merr.read_merr,
@@ -151,20 +151,6 @@ def load_corpus(data_cfg: Any, modalities: Sequence[str], dims: Mapping[str, int
     if not samples:
         raise CorpusError(f"corpus {name}: no samples left (read {len(result.samples)}, skipped {len(skipped)})")
     return Corpus(name, result.label_set, samples, features, skipped, frames, result.excluded)
-
-
-def corpus_root(data_cfg: Any) -> Path:
-    """The corpus folder relative paths in ``data`` (feature store, feature folders) are resolved against."""
-    return demo.root(data_cfg) if data_cfg.corpus == "demo" else Path(data_cfg.root).expanduser()
-
-
-def feature_store_dir(data_cfg: Any) -> Path | None:
-    """The folder of ``data.feature_store`` (relative to the corpus root), or None when it is not set."""
-    store = getattr(data_cfg, "feature_store", None)
-    if not store:
-        return None
-    path = Path(store).expanduser()
-    return path if path.is_absolute() else corpus_root(data_cfg) / path
 
 
 def label_set_of(data_cfg: Any) -> LabelSet:
