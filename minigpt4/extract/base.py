@@ -41,6 +41,8 @@ class Extractor:
     defaults: ClassVar[dict[str, Any]] = {}
     frames: ClassVar[int] = 0
     """Frames this extractor wants decoded per clip (0: none)."""
+    tokens: ClassVar[int] = 1
+    """Rows per clip: every extractor here describes a whole utterance."""
 
     def __init__(self, **config: Any) -> None:
         unknown = sorted(set(config) - set(self.defaults))
@@ -53,8 +55,6 @@ class Extractor:
     @property
     def dim(self) -> int:
         raise NotImplementedError
-
-    tokens: int = 1
 
     def compute(self, inputs: ClipInputs) -> np.ndarray:
         """``[tokens, dim]`` float32; raise ``MediaError`` when the clip lacks what this extractor reads."""
