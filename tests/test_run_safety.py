@@ -212,3 +212,16 @@ def test_rescoring_names_a_sample_whose_gold_label_is_unknown(tmp_path: Path) ->
     with pytest.raises(ValueError, match=r"p\.jsonl: sample dia3_utt1: gold label\(s\) 'joy' not among the labels "
                                          r"sad, happy"):
         rescore(tmp_path / "p.jsonl", "sad,happy", None, tmp_path / "out")
+
+
+def test_cross_train_never_deletes_a_fold_a_trainer_still_holds(tmp_path: Path) -> None:
+    from minigpt4.cross_validation import CrossValidationError, Options, base_config, eval_section, run_unit
+
+    opts = Options(cfg_path=ROOT / "train_configs" / "demo.yaml", overrides=[f"run.output_dir={tmp_path}"])
+    base = base_config(opts)
+    fold = tmp_path / "fold_1"
+    with RunLock(fold):  # a survivor of an earlier cross_train.py, still training
+        (fold / "metrics.csv").write_text("step,epoch,name,value\n")
+        with pytest.raises(CrossValidationError, match=rf"fold 1/5: {fold} is still in use by process pid {os.getpid()}"):
+            run_unit("1", base, eval_section(opts, base), opts, print)
+        assert (fold / "metrics.csv").is_file()
