@@ -3,8 +3,10 @@
 Every shell command in README.md's code blocks (and every ``python`` block) is either run here, in README
 order, in a fresh copy of the repository with tiny step counts (``EMOTION_LLAMA_OVERRIDES``, the documented
 variable), or is marked in the README with a trailing ``# needs: <real data or weights>`` (a ``# needs:`` line
-of its own marks the rest of its block). A command followed by a ``text`` block shows what it prints: every
-line shown there (numbers aside; ``...`` skips lines) must appear in what the command really prints.
+of its own marks the rest of its block). A command ending in ``# until Ctrl-C`` is a server: it is started
+(on a free ``--port`` unless it names one), its printed URL must answer 200, then it gets Ctrl-C and must exit
+cleanly. A command followed by a ``text`` block shows what it prints: every line shown there (numbers aside;
+``...`` skips lines) must appear in what the command really prints.
 New README commands are picked up automatically; a broken one fails ``test_readme_runs_as_a_script``.
 """
 from __future__ import annotations
@@ -13,8 +15,14 @@ import os
 import re
 import shlex
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import threading
+import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +39,8 @@ SELF = {"make test": "the test suite itself: CI runs it (.ci/run), and this test
 PROGRAMS = {"python", "make", "torchrun", "cat", "ls", "head", "tail", "column"}
 NOT_COPIED = {".git", ".venv", "runs", ".pytest_cache", "__pycache__"}
 _NEEDS = re.compile(r"\s+#\s*needs:\s*(?P<what>\S.*)$")
+_UNTIL = re.compile(r"\s+#\s*until Ctrl-C\s*$")
+_URL = re.compile(r"http://[\w.-]+:\d+/\S*")
 _FENCE = re.compile(r"^(?P<fence>```+|~~~+)\s*(?P<lang>[\w+-]*)")
 
 
@@ -45,6 +55,8 @@ class Command:
     """Why it is not run here (real data or weights), from its ``# needs:`` mark."""
     shows: str | None = None
     """The ``text`` block right after the command's block: what it prints."""
+    serves: bool = False
+    """A server that runs until Ctrl-C (``# until Ctrl-C``)."""
 
 
 def fenced_blocks(markdown: str) -> list[tuple[int, str, str, int]]:
@@ -84,7 +96,9 @@ def shell_commands(first_line: int, content: str) -> list[Command]:
         text, pending = pending + line, ""
         mark = _NEEDS.search(text)
         needs = mark["what"] if mark else block_needs
-        out.append(Command(start, _NEEDS.sub("", text).strip() if mark else text, "shell", needs))
+        serves = bool(_UNTIL.search(text))
+        text = _UNTIL.sub("", _NEEDS.sub("", text)).strip()
+        out.append(Command(start, text, "shell", needs, serves=serves))
     assert not pending, f"README.md:{start}: a command ends with a backslash"
     return out
 
@@ -143,14 +157,16 @@ COMMANDS = readme_commands(README.read_text())
 
 def test_parser_reads_blocks_marks_continuations_and_outputs() -> None:
     md = "\n".join(["intro", "```bash", "make demo", "python train.py \\", "  run.max_steps=4   # needs: MELD",
-                    "# needs: real LLaMA weights", "python eval_emotion.py x=1", "```", "", "```text",
+                    "# needs: real LLaMA weights", "python eval_emotion.py x=1", "python app.py  # until Ctrl-C", "```", "", "```text",
                     "final checkpoint: runs/demo/final", "```", "```python", "print(1)", "```", "```yaml", "a: 1",
                     "```"])
     cmds = readme_commands(md)
     assert [(c.line, c.text, c.needs, c.lang) for c in cmds] == [
         (3, "make demo", None, "shell"), (4, "python train.py run.max_steps=4", "MELD", "shell"),
-        (7, "python eval_emotion.py x=1", "real LLaMA weights", "shell"), (14, "print(1)", None, "python")]
-    assert cmds[2].shows == "final checkpoint: runs/demo/final" and cmds[0].shows is None
+        (7, "python eval_emotion.py x=1", "real LLaMA weights", "shell"),
+        (8, "python app.py", "real LLaMA weights", "shell"), (15, "print(1)", None, "python")]
+    assert cmds[3].serves and not cmds[2].serves
+    assert cmds[3].shows == "final checkpoint: runs/demo/final" and cmds[0].shows is None
     assert unshown_lines("a 0.75\n...\nc", "a 0.51\nb\nc") == []
     assert unshown_lines("c\na 0.75", "a 0.51\nb\nc") == ["a 0.75"]  # order matters
     assert unshown_lines("x.py: demo (no --cfg-path); run 2", f"x.py: demo (no --cfg-path); {ENV_OVERRIDES}: a=1; run 3") == []
@@ -202,6 +218,52 @@ def run_command(cmd: Command, repo: Path, env: dict[str, str]) -> subprocess.Com
                           timeout=1200)
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status == 200
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return False
+
+
+def run_server(cmd: Command, repo: Path, env: dict[str, str], timeout: float = 900) -> subprocess.CompletedProcess:
+    """Start a ``# until Ctrl-C`` command, wait until the URL it prints answers 200, then press Ctrl-C
+    (SIGINT to its process group, as a terminal does); its exit status is the result's."""
+    text = cmd.text if "--port" in cmd.text else f"{cmd.text} --port {_free_port()}"
+    proc = subprocess.Popen(["bash", "-c", text], cwd=repo, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    lines: list[str] = []
+
+    def read() -> None:
+        for line in proc.stdout:
+            lines.append(line)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    deadline, served = time.monotonic() + timeout, False
+    while not served and proc.poll() is None and time.monotonic() < deadline:
+        urls = [m.group(0) for line in list(lines) for m in _URL.finditer(line)]
+        served = bool(urls) and _answers(urls[0])
+        time.sleep(1)
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGINT)
+    try:
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    reader.join(timeout=10)
+    printed = "".join(lines)
+    status = proc.returncode if served else f"never served its URL ({proc.returncode})"
+    return subprocess.CompletedProcess(text, status, printed)
+
+
 @pytest.mark.slow
 def test_readme_runs_as_a_script(tmp_path: Path) -> None:
     repo = sandbox(tmp_path)
@@ -210,7 +272,7 @@ def test_readme_runs_as_a_script(tmp_path: Path) -> None:
     for cmd in COMMANDS:
         if cmd.needs or cmd.text in SELF:
             continue
-        proc = run_command(cmd, repo, env)
+        proc = run_server(cmd, repo, env) if cmd.serves else run_command(cmd, repo, env)
         printed = proc.stdout
         where = f"README.md:{cmd.line}: {cmd.text[:100]!r}"
         assert proc.returncode == 0, f"{where} exited {proc.returncode}:\n{printed[-4000:]}"
