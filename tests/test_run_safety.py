@@ -165,7 +165,7 @@ def test_sigkilled_cross_train_leaves_no_trainer_and_the_rerun_matches(tmp_path:
 
     rerun = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    assert "fold 1/5 train (resuming)" in rerun.stdout
+    assert "fold 1/5: resume training" in rerun.stdout
 
     def summary(folder: Path) -> dict:
         return {k: v for k, v in json.loads((folder / "summary.json").read_text()).items() if k != "run"}
