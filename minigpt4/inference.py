@@ -8,7 +8,6 @@ for the ``reason`` task, ``generate``. So a served clip is never seen differentl
 from __future__ import annotations
 
 import base64
-import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from .config import ConfigError, load_config, validate
 from .corpora import Corpus, label_set_of, store_path
 from .evaluation import predict_with_decision, scored_rows
 from .extract import ClipFeatures, Extractor, MediaError, build_extractors, extract_clip
+from .extract.media import MEDIA_SUFFIXES
 from .extract.store import extractors_from_store, read_manifest
 from .modalities import FEATURE_MODALITIES
 from .model import EmotionLLaMA
@@ -33,10 +33,8 @@ from .pipeline import RunData
 from .prompts import PromptBuilder
 from .samples import Sample
 
-log = logging.getLogger(__name__)
 WAVEFORM_POINTS = 240
 """Envelope bins sent to the page for the waveform plot."""
-MEDIA_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".wav", ".flac", ".mp3", ".ogg", ".m4a")
 
 __all__ = ["Example", "MediaError", "Predictor", "example_clips", "load_predict_config", "with_checkpoint"]
 

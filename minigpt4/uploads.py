@@ -14,8 +14,8 @@ from typing import BinaryIO, Iterator
 
 CHUNK = 1 << 20
 SNIFF_BYTES = 16
-CONTAINERS = "MP4/MOV, AVI, WAV, Matroska/WebM, Ogg, FLAC, MP3"
-"""What :func:`sniff_suffix` recognises, for error messages."""
+CONTAINERS = "MP4/MOV, AVI, Matroska/WebM, WAV, FLAC"
+"""What :func:`sniff_suffix` recognises: the containers ``minigpt4.extract.decode_clip`` reads."""
 
 
 class UnsupportedMedia(ValueError):
@@ -36,12 +36,8 @@ def sniff_suffix(head: bytes) -> str | None:
         return ".wav"
     if head[:4] == b"\x1a\x45\xdf\xa3":
         return ".mkv"
-    if head[:4] == b"OggS":
-        return ".ogg"
     if head[:4] == b"fLaC":
         return ".flac"
-    if head[:3] == b"ID3" or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0):
-        return ".mp3"
     return None
 
 

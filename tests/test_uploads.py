@@ -19,8 +19,8 @@ def test_containers_are_recognised_by_their_first_bytes():
     assert sniff_suffix(b"RIFF\x24\x00\x00\x00WAVEfmt ") == ".wav"
     assert sniff_suffix(b"RIFF\x24\x00\x00\x00AVI LIST") == ".avi"
     assert sniff_suffix(b"\x1a\x45\xdf\xa3\x01\x00\x00\x00\x00\x00\x00\x1f") == ".mkv"
-    assert sniff_suffix(b"OggS\x00\x02" + bytes(10)) == ".ogg"
-    assert sniff_suffix(b"ID3\x04" + bytes(12)) == ".mp3"
+    assert sniff_suffix(b"fLaC\x00\x00\x00\x22" + bytes(8)) == ".flac"
+    assert sniff_suffix(b"ID3\x04" + bytes(12)) is None  # MP3: decode_clip does not read it
     assert sniff_suffix(b"hello, world!!!!") is None
     assert sniff_suffix(b"") is None
 
