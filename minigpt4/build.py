@@ -12,7 +12,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, Llama
 from transformers import PreTrainedTokenizerBase
 
 from .config import ConfigError
+from .heads import ClassifierHead
 from .model import EmotionLLaMA
+from .text_encoder import TextEncoder
 from .tiny_tokenizer import ASSET_DIR
 from .vision import FrameEncoder
 
@@ -81,20 +83,36 @@ def wrap_lora(model: PreTrainedModel, lora: DictConfig) -> PreTrainedModel:
         target_modules=list(lora.target_modules), task_type="CAUSAL_LM"))
 
 
-def assemble(model_cfg: DictConfig, llm: PreTrainedModel, tokenizer: PreTrainedTokenizerBase | None,
-             vision: FrameEncoder | None) -> EmotionLLaMA:
-    """EmotionLLaMA around a built backbone and frame encoder, with the projectors ``model.features`` names.
+def assemble(model_cfg: DictConfig, llm: PreTrainedModel | None, tokenizer: PreTrainedTokenizerBase | None,
+             vision: FrameEncoder | None, head: ClassifierHead | None = None) -> EmotionLLaMA:
+    """EmotionLLaMA around a built backbone (or classifier head) and frame encoder, with the projectors
+    ``model.features`` names and, when ``model.text_encoder.enabled``, the trainable MiniLM text slot.
 
     Every configured projector is built whatever data.modalities says, so one checkpoint serves every
     modality ablation; a dropped modality simply never reaches its projector.
     """
     feats = dict(model_cfg.features.items())
+    text_encoder = None
+    if model_cfg.text_encoder.enabled:
+        if "text" not in feats:
+            raise ConfigError("model.text_encoder.enabled needs model.features.text (its tokens and projector)")
+        text_encoder = TextEncoder(model_cfg.text_encoder, feats["text"].tokens)
     return EmotionLLaMA(
         llm, tokenizer, vision,
         feature_dims={k: m.dim for k, m in feats.items()},
         feature_tokens={k: m.tokens for k, m in feats.items()},
         projector_kinds={k: m.projector for k, m in feats.items()},
-        projector_hidden=model_cfg.projector_hidden)
+        projector_hidden=model_cfg.projector_hidden, text_encoder=text_encoder, head=head,
+        width=model_cfg.classifier.width)
+
+
+def build_head(cfg: DictConfig) -> ClassifierHead:
+    """The classifier head, one output per label of the corpus's label setup."""
+    from .corpora import label_set_of
+
+    head = cfg.model.classifier
+    return ClassifierHead(head.width, head.hidden, len(label_set_of(cfg.data).labels), head.dropout,
+                          multi_label=cfg.data.label_mode == "multi")
 
 
 def build_model(cfg: DictConfig, tokenizer: PreTrainedTokenizerBase | None = None) -> EmotionLLaMA:
@@ -106,9 +124,10 @@ def build_model(cfg: DictConfig, tokenizer: PreTrainedTokenizerBase | None = Non
         check_model_config(model_cfg, model_cfg.checkpoint)
     torch.manual_seed(model_cfg.seed)
     tokenizer = tokenizer or build_tokenizer(model_cfg)
-    llm = build_llm(model_cfg, tokenizer)
+    classifier = model_cfg.head == "classifier"
+    llm = None if classifier else build_llm(model_cfg, tokenizer)
     vision = None if model_cfg.vision.kind == "none" else FrameEncoder(model_cfg.vision)
-    model = assemble(model_cfg, llm, tokenizer, vision)
+    model = assemble(model_cfg, llm, tokenizer, vision, build_head(cfg) if classifier else None)
     if model_cfg.upstream_checkpoint:
         from .convert import load_upstream_checkpoint
 

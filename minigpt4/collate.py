@@ -15,6 +15,18 @@ class Collator:
         self.pad_id = pad_id
         self.mode = mode
 
+    def _pad_text(self, inputs: Sequence[Any]) -> dict[str, torch.Tensor]:
+        """Right-padded text-encoder ids (padded with 0, masked out), attention mask and token types."""
+        length = max(len(x.input_ids) for x in inputs)
+        ids = torch.zeros((len(inputs), length), dtype=torch.long)
+        types = torch.zeros((len(inputs), length), dtype=torch.long)
+        mask = torch.zeros((len(inputs), length), dtype=torch.long)
+        for i, x in enumerate(inputs):
+            ids[i, :len(x.input_ids)] = torch.as_tensor(x.input_ids)
+            types[i, :len(x.input_ids)] = torch.as_tensor(x.token_type_ids)
+            mask[i, :len(x.input_ids)] = 1
+        return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+
     def __call__(self, examples: Sequence[dict[str, Any]]) -> dict[str, Any]:
         train = self.mode == "train"
         seqs = [e["ids"] + e["answer"] if train else e["ids"] for e in examples]
@@ -38,8 +50,11 @@ class Collator:
             "features": {k: torch.from_numpy(np.stack([e["features"][k] for e in examples]))
                          for k in examples[0]["features"]},
         }
+        batch["targets"] = torch.from_numpy(np.stack([e["target"] for e in examples]))
         if train:
             batch["labels"] = labels
+        if examples[0]["text_input"] is not None:
+            batch["text_input"] = self._pad_text([e["text_input"] for e in examples])
         if examples[0]["image"] is not None:
             batch["image"] = torch.from_numpy(np.stack([e["image"] for e in examples]))
         if examples[0]["weight"] is not None:

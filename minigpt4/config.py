@@ -98,6 +98,34 @@ class LoraConfig:
 
 
 @dataclass
+class TextEncoderConfig:
+    enabled: bool = False
+    """Run MiniLM (all-MiniLM-L6-v2, packaged) on the tokenised transcript inside ``forward`` and tune it.
+    False keeps the fast default: cached frozen sentence embeddings of the utterance alone."""
+    tune: str = "lora"
+    """``lora`` (peft adapters on ``lora_targets``), ``top_layers`` (unfreeze the last ``top_layers`` layers)
+    or ``none`` (frozen, still run in forward: context reaches it)."""
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.1
+    lora_targets: list[str] = field(default_factory=lambda: ["query", "key", "value", "dense"])
+    top_layers: int = 2
+    lr: Optional[float] = None
+    """Learning rate of the encoder's trainable weights (LoRA / top layers); None uses ``run.lr``."""
+    max_length: int = 128
+    """Encoder tokens per sample: earlier turns are dropped oldest first to fit; the utterance always stays."""
+
+
+@dataclass
+class ClassifierConfig:
+    width: int = 256
+    """Width the modality projectors map to (there is no LLM to set it)."""
+    hidden: int = 256
+    """Hidden width of the MLP head; 0 gives a linear head."""
+    dropout: float = 0.1
+
+
+@dataclass
 class ModelConfig:
     preset: str = "tiny"
     """Named preset merged first: ``tiny`` (runs anywhere), or with local weights ``llama2_7b`` (upstream),
@@ -112,6 +140,11 @@ class ModelConfig:
     """Hidden width of ``mlp`` projectors; 0 means the LLM width."""
     checkpoint: Optional[str] = None
     """Trainable weights to start from: a checkpoint folder of this project."""
+    head: str = "lm"
+    """``lm`` (the LLM answers: generate / score) or ``classifier`` (pooled modality tokens -> MLP; softmax for
+    single-label, sigmoid + per-class thresholds tuned on validation for multi-label; no LLM is built)."""
+    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
+    text_encoder: TextEncoderConfig = field(default_factory=TextEncoderConfig)
     upstream_checkpoint: Optional[str] = None
     """An upstream Emotion-LLaMA ``.pth`` converted on load through the explicit key map."""
     max_prompt_tokens: int = 384
@@ -360,6 +393,8 @@ _CHOICES = {
     "eval.split": ("test", "val", "fold"),
     "model.vision.kind": ("tiny", "eva_upstream", "timm", "none"),
     "model.llm.dtype": ("float32", "bfloat16", "float16"),
+    "model.head": ("lm", "classifier"),
+    "model.text_encoder.tune": ("lora", "top_layers", "none"),
     "data.corpus": ("merr", "mer2023", "iemocap", "meld", "ecf", "demo"),
 }
 

@@ -16,6 +16,7 @@ from torch.utils.data import Dataset
 
 from . import modalities as registry
 from .corpora import Corpus
+from .dialogue import DialogueTokenizer
 from .prompts import PromptBuilder, choose_instruction, emotion_pool, normalize_caption, REASON_POOL
 from .samples import Sample
 
@@ -36,11 +37,13 @@ def class_weights(primary: Sequence[str]) -> dict[str, float]:
 
 
 class EmotionDataset(Dataset):
-    """One example per sample: ``ids``/``slots`` (prompt), ``answer`` (ids + EOS), ``features``, ``image``."""
+    """One example per sample: ``ids``/``slots`` (prompt), ``answer`` (ids + EOS), ``target`` (label vector for
+    the classifier head), ``features``, ``image`` and, with a trainable text encoder, ``text_input``."""
 
     def __init__(self, samples: Sequence[Sample], corpus: Corpus, builder: PromptBuilder, cfg: DictConfig,
                  model_slots: Sequence[str], image_size: int, mean: Sequence[float], std: Sequence[float],
-                 feature_shapes: dict[str, tuple[int, int]], train: bool, weights: dict[str, float] | None = None) -> None:
+                 feature_shapes: dict[str, tuple[int, int]], train: bool, weights: dict[str, float] | None = None,
+                 dialogue: DialogueTokenizer | None = None) -> None:
         self.samples = list(samples)
         self.corpus = corpus
         self.builder = builder
@@ -54,6 +57,7 @@ class EmotionDataset(Dataset):
         self.std = np.asarray(std, np.float32).reshape(3, 1, 1)
         self.feature_shapes = feature_shapes
         self.weights = weights
+        self.dialogue = dialogue if "text" in self.slots and "text" not in self.zeroed else None
         self.label_mode = cfg.data.label_mode
         self.pools = {"emotion": emotion_pool(corpus.label_set, cfg.data.label_mode, cfg.data.prompt_pool),
                       "reason": list(REASON_POOL)}
@@ -76,7 +80,7 @@ class EmotionDataset(Dataset):
     def _features(self, sample: Sample) -> dict[str, np.ndarray]:
         out = {}
         for name, (tokens, dim) in self.feature_shapes.items():
-            if name not in self.slots:
+            if name not in self.slots or (name == "text" and self.dialogue is not None):
                 continue
             if name in self.zeroed:
                 out[name] = np.zeros((tokens, dim), np.float32)
@@ -105,6 +109,9 @@ class EmotionDataset(Dataset):
             transcript = sample.text
         context = sample.context[-self.data_cfg.context_turns:] if self.data_cfg.context_turns else ()
         prompt = self.builder.build(task, instruction, self.slots, transcript, context)
+        labels = sample.labels if self.label_mode == "multi" else sample.labels[:1]
+        target = np.zeros(len(self.corpus.label_set.labels), np.float32)
+        target[[self.corpus.label_set.labels.index(x) for x in labels]] = 1.0
         return {
             "id": sample.id,
             "gold": list(sample.labels),
@@ -114,7 +121,17 @@ class EmotionDataset(Dataset):
             "features": self._features(sample),
             "image": self._image(sample),
             "weight": self.weights.get(sample.label, 1.0) if self.weights else None,
+            "target": target,
+            "text_input": self._text_input(sample, context),
         }
+
+    def _text_input(self, sample: Sample, context: Sequence[str]):
+        """MiniLM ids of context + utterance for the trainable text slot (None when the slot reads features)."""
+        if self.dialogue is None:
+            return None
+        if not sample.text:
+            raise ValueError(f"sample {sample.id}: the text encoder needs a transcript, the corpus gave none")
+        return self.dialogue.encode(sample.text, sample.speaker, context)
 
 
 def pool_tokens(arr: np.ndarray, tokens: int, sample_id: str, name: str) -> np.ndarray:

@@ -20,6 +20,7 @@ from tqdm import tqdm
 from . import dist, scoring
 from .collate import Collator
 from .data import EmotionDataset
+from .labels import LabelSet
 from .metrics import compute_metrics
 from .model import EmotionLLaMA
 from .pipeline import prepare_data
@@ -107,6 +108,29 @@ def _decision(cfg: DictConfig, rows: list, labels: Sequence[str]) -> scoring.Dec
     return saved
 
 
+def _choose_classified(model: EmotionLLaMA, batch: dict, label_set: LabelSet) -> list[list[str]]:
+    """Classifier-head labels, most probable first (thresholds and argmax rule: ``ClassifierHead.decide``)."""
+    probs = model.classify(batch)
+    keep = model.head.decide(probs)
+    order = probs.argsort(dim=-1, descending=True)
+    return [[label_set.labels[j] for j in row if row_keep[j]] for row, row_keep in zip(order.tolist(), keep.tolist())]
+
+
+@torch.no_grad()
+def class_probabilities(model: EmotionLLaMA, dataset: EmotionDataset, cfg: DictConfig) -> tuple[torch.Tensor,
+                                                                                                 torch.Tensor]:
+    """Classifier-head probabilities and gold label vectors ``[n, labels]`` over ``dataset`` (one process)."""
+    loader = DataLoader(dataset, batch_size=cfg.eval.batch_size, shuffle=False, num_workers=cfg.run.num_workers,
+                        collate_fn=Collator(model.tokenizer.pad_token_id, "prompt"))
+    was_training = model.training
+    model.eval()
+    try:
+        pairs = [(model.classify(batch).cpu(), batch["targets"]) for batch in loader]
+    finally:
+        model.train(was_training)
+    return torch.cat([p for p, _ in pairs]), torch.cat([t for _, t in pairs])
+
+
 def predict_with_decision(model: EmotionLLaMA, dataset: EmotionDataset,
                           cfg: DictConfig) -> tuple[list[Prediction], scoring.Decision | None]:
     """Predictions for ``dataset`` (first ``eval.max_samples`` when set), in dataset order, and the
@@ -121,6 +145,14 @@ def predict_with_decision(model: EmotionLLaMA, dataset: EmotionDataset,
     was_training = model.training
     model.eval()
     try:
+        if model.head is not None:
+            preds = []
+            for batch in tqdm(_loader(model, dataset, cfg), desc="eval classifier",
+                              disable=True if dist.rank() else None, leave=False):
+                chosen = _choose_classified(model, batch, label_set)
+                preds += [Prediction(str(i), g, c, label_set.format_answer(c))
+                          for i, g, c in zip(batch["ids"], _golds(batch, label_mode), chosen)]
+            return _gather(preds), None
         if ev.mode == "generate":
             # The parsed labels as they are: empty (unparsed) or several (ambiguous in single-label scoring)
             # are counted and reported, never coerced to a label.

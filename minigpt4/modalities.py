@@ -14,7 +14,8 @@ from typing import Mapping
 SOURCES = ("frame", "frame-cls", "store", "transcript")
 """Where values come from: ``frame`` (one video frame through the frame encoder), ``frame-cls`` (the frame
 encoder's CLS token, present whenever the frame is), ``store`` (a feature array per sample id, from a feature
-store or per-sample folders) and ``transcript`` (a sentence embedding of the transcript)."""
+store or per-sample folders) and ``transcript`` (a sentence embedding of the transcript: cached frozen MiniLM, or MiniLM run in ``forward`` on
+the tokenised transcript and dialogue context when ``model.text_encoder.enabled``)."""
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,10 @@
 The collator already placed ``n`` slot positions per modality in ``input_ids`` (see ``prompts.PromptBuilder``);
 the model embeds the text, projects every modality once for the whole batch and writes each into its slot
 positions with one ``masked_scatter``. No per-sample Python runs in ``forward``.
+
+The ``text`` slot reads cached sentence embeddings, or a trainable MiniLM (``text_encoder``) run on the
+batch's tokenised transcript. With ``model.head: classifier`` there is no LLM: the projected modality tokens
+are pooled into a ``ClassifierHead``.
 """
 from __future__ import annotations
 
@@ -12,10 +16,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
-from transformers.modeling_outputs import CausalLMOutputWithPast
+from transformers.modeling_outputs import CausalLMOutputWithPast, SequenceClassifierOutput
 
+from .heads import ClassifierHead
 from .modalities import REGISTRY, SLOT_IDS
 from .projectors import make_projector
+from .text_encoder import TextEncoder
 from .vision import FrameEncoder
 
 
@@ -33,14 +39,20 @@ def answer_logits_to_keep(labels: torch.Tensor) -> int:
 
 
 class EmotionLLaMA(nn.Module):
-    def __init__(self, llm: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, vision: FrameEncoder | None,
+    def __init__(self, llm: PreTrainedModel | None, tokenizer: PreTrainedTokenizerBase, vision: FrameEncoder | None,
                  feature_dims: Mapping[str, int], feature_tokens: Mapping[str, int],
-                 projector_kinds: Mapping[str, str], projector_hidden: int = 0) -> None:
+                 projector_kinds: Mapping[str, str], projector_hidden: int = 0,
+                 text_encoder: TextEncoder | None = None, head: ClassifierHead | None = None,
+                 width: int = 0) -> None:
         super().__init__()
+        if (llm is None) == (head is None):
+            raise ValueError("EmotionLLaMA needs exactly one of an LLM (head lm) and a classifier head")
         self.llm = llm
         self.tokenizer = tokenizer
         self.vision = vision
-        width = llm.get_input_embeddings().embedding_dim
+        self.text_encoder = text_encoder
+        self.head = head
+        width = llm.get_input_embeddings().embedding_dim if llm is not None else width
         projectors: dict[str, nn.Module] = {}
         self.frame_slots: dict[str, tuple[int, int]] = {}
         """Slots the frame encoder fills: name -> (input width, tokens), by registry source."""
@@ -63,7 +75,7 @@ class EmotionLLaMA(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        return self.llm.get_input_embeddings().weight.device
+        return next(self.projectors.parameters()).device
 
     def modality_tokens(self, batch: Mapping) -> dict[str, torch.Tensor]:
         """Project every modality present in the batch: slot -> [b, tokens, width]."""
@@ -79,6 +91,12 @@ class EmotionLLaMA(nn.Module):
         for name, feats in batch.get("features", {}).items():
             proj = self.projectors[name]
             out[name] = proj(feats.to(self.device, next(proj.parameters()).dtype))
+        text = batch.get("text_input")
+        if text is not None:
+            if self.text_encoder is None:
+                raise ValueError("the batch carries text-encoder input but model.text_encoder.enabled is false")
+            feats = self.text_encoder(**{k: v.to(self.device) for k, v in text.items()})
+            out["text"] = self.projectors["text"](feats.to(next(self.projectors["text"].parameters()).dtype))
         return out
 
     def embed(self, batch: Mapping) -> torch.Tensor:
@@ -102,8 +120,15 @@ class EmotionLLaMA(nn.Module):
             embeds = embeds.masked_scatter(mask.unsqueeze(-1), feats.to(embeds.dtype))
         return embeds
 
-    def forward(self, batch: Mapping) -> CausalLMOutputWithPast:
-        """Causal-LM loss on answer tokens only (labels are -100 elsewhere), optionally weighted per sample."""
+    def forward(self, batch: Mapping) -> CausalLMOutputWithPast | SequenceClassifierOutput:
+        """Causal-LM loss on answer tokens only (labels are -100 elsewhere), optionally weighted per sample;
+        with a classifier head, its loss on the pooled modality tokens."""
+        if self.head is not None:
+            logits = self.classifier_logits(batch)
+            weight = batch.get("weight")
+            loss = self.head.loss(logits, batch["targets"].to(self.device),
+                                  None if weight is None else weight.to(self.device, torch.float32))
+            return SequenceClassifierOutput(loss=loss, logits=logits)
         embeds = self.embed(batch)
         mask = batch["attention_mask"].to(self.device)
         labels = batch["labels"].to(self.device)
@@ -118,6 +143,18 @@ class EmotionLLaMA(nn.Module):
             weight = weight * batch["weight"].to(self.device, torch.float32).unsqueeze(1)
         loss = (ce * weight).sum() / weight.sum().clamp(min=1e-8)
         return CausalLMOutputWithPast(loss=loss, logits=out.logits)
+
+    def classifier_logits(self, batch: Mapping) -> torch.Tensor:
+        """``[b, labels]``: every modality's projected tokens, in slot order, pooled by the head."""
+        tokens = self.modality_tokens(batch)
+        if not tokens:
+            raise ValueError("the classifier head got a batch without any modality input")
+        return self.head(torch.cat([tokens[name] for name in SLOT_IDS if name in tokens], dim=1))
+
+    @torch.no_grad()
+    def classify(self, batch: Mapping) -> torch.Tensor:
+        """Label probabilities ``[b, labels]`` (softmax, or per-class sigmoid for multi-label)."""
+        return self.head.probabilities(self.classifier_logits(batch))
 
     @torch.no_grad()
     def generate(self, batch: Mapping, max_new_tokens: int = 16) -> list[str]:
@@ -162,12 +199,16 @@ class EmotionLLaMA(nn.Module):
         return total
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
-        """The parameters a checkpoint holds: projectors and LoRA adapters (the backbone stays frozen)."""
-        return {n: p.detach() for n, p in self.named_parameters() if p.requires_grad}
+        """What a checkpoint holds: projectors, LoRA adapters (LLM and text encoder), unfrozen encoder layers,
+        the classifier head and its tuned thresholds (the frozen backbones are never saved)."""
+        state = {n: p.detach() for n, p in self.named_parameters() if p.requires_grad}
+        if self.head is not None:
+            state["head.thresholds"] = self.head.thresholds.detach()
+        return state
 
     def load_trainable_state_dict(self, state: Mapping[str, torch.Tensor], source: str = "checkpoint") -> None:
         """Load trainable weights after checking coverage: no expected key missing, no stray key."""
-        expected = {n for n, p in self.named_parameters() if p.requires_grad}
+        expected = set(self.trainable_state_dict())
         missing = sorted(expected - set(state))
         stray = sorted(set(state) - expected)
         if missing or stray:
@@ -177,7 +218,7 @@ class EmotionLLaMA(nn.Module):
 
     def copy_parameters(self, state: Mapping[str, torch.Tensor], source: str) -> None:
         """Copy named tensors into parameters, checking every shape (coverage is the caller's check)."""
-        params = dict(self.named_parameters())
+        params = {**dict(self.named_parameters()), **dict(self.named_buffers())}
         with torch.no_grad():
             for name, value in state.items():
                 if params[name].shape != value.shape:

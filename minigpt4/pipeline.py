@@ -8,6 +8,7 @@ from omegaconf import DictConfig
 
 from .corpora import Corpus, load_corpus
 from .data import EmotionDataset, class_weights
+from .dialogue import DialogueTokenizer
 from .model import EmotionLLaMA
 from .modalities import SLOTS
 from .prompts import PromptBuilder
@@ -21,6 +22,8 @@ class RunData:
     corpus: Corpus
     splits: dict[str, list]
     builder: PromptBuilder
+    dialogue: DialogueTokenizer | None = None
+    """Tokeniser of the trainable text encoder's input; None when the text slot reads cached features."""
 
     def dataset(self, split: str, cfg: DictConfig, model: EmotionLLaMA, train: bool = False) -> EmotionDataset:
         samples = self.splits[split]
@@ -33,17 +36,19 @@ class RunData:
             samples, self.corpus, self.builder, cfg, model_slots=[s for s in SLOTS if s in model.slot_tokens],
             image_size=vision.image_size, mean=vision.mean, std=vision.std,
             feature_shapes={k: (m.tokens, m.dim) for k, m in cfg.model.features.items()},
-            train=train, weights=weights)
+            train=train, weights=weights, dialogue=self.dialogue)
 
 
 def prepare_data(cfg: DictConfig, model: EmotionLLaMA) -> RunData:
     """Load the corpus for the modalities the run feeds (zeroed ones need no files) and split it."""
     dims = {k: m.dim for k, m in cfg.model.features.items()}
-    corpus = load_corpus(cfg.data, list(cfg.data.modalities), dims)
+    encoder = cfg.model.text_encoder
+    corpus = load_corpus(cfg.data, list(cfg.data.modalities), dims, cached_text=not encoder.enabled)
     for sample_id, why in corpus.skipped:
         log.warning("skipped %s: %s", sample_id, why)
     builder = PromptBuilder(model.tokenizer, model.slot_tokens, cfg.model.llm.prompt_template,
                             cfg.model.llm.use_chat_template, cfg.model.max_prompt_tokens, cfg.model.max_answer_tokens)
     splits = select_splits(corpus.samples, cfg)
     log.info("corpus %s: %s", corpus.name, ", ".join(f"{k} {len(v)}" for k, v in splits.items()))
-    return RunData(corpus, splits, builder)
+    dialogue = DialogueTokenizer(encoder.max_length) if encoder.enabled else None
+    return RunData(corpus, splits, builder, dialogue)

@@ -19,7 +19,9 @@ class Sample:
     media: str | None = None
     """Video or frame file for the image modality."""
     context: tuple[str, ...] = ()
-    """Earlier utterances of the same dialogue, oldest first."""
+    """Earlier utterances of the same dialogue, oldest first, each as ``speaker: text``."""
+    speaker: str | None = None
+    """Who says the utterance (dialogue corpora); the text encoder reads ``speaker: text``."""
     split: str | None = None
     """Split given by the corpus itself (``train``/``dev``/``test``), None where the corpus has none."""
     meta: dict = field(default_factory=dict, compare=False, hash=False)

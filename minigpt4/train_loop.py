@@ -157,7 +157,8 @@ def validation_loss(model: EmotionLLaMA, dataset: EmotionDataset, cfg: DictConfi
     for batch in loader:
         with autocast:
             loss = model(batch).loss
-        tokens = int((batch["labels"][:, 1:] != -100).sum())
+        # The classifier's loss is a mean over samples, the LM's over answer tokens.
+        tokens = len(batch["ids"]) if model.head is not None else int((batch["labels"][:, 1:] != -100).sum())
         total += torch.tensor([float(loss) * tokens, tokens], dtype=torch.float64)
     model.train(was_training)
     if info.distributed:
@@ -368,6 +369,20 @@ class Throughput:
         return values
 
 
+def tune_head_thresholds(model: EmotionLLaMA, dataset: EmotionDataset, cfg: DictConfig, info: dist.DistInfo) -> None:
+    """Multi-label classifier: per-class decision thresholds tuned on the validation split (rank 0 computes,
+    every rank receives them), so the checkpoint saved next carries them."""
+    from .evaluation import class_probabilities
+    from .heads import tune_thresholds
+
+    thresholds = None
+    if info.is_main:
+        probs, targets = class_probabilities(model, dataset, cfg)
+        thresholds = tune_thresholds(probs, targets)
+    model.head.thresholds.copy_(dist.broadcast_object(thresholds))
+    log.info("classifier thresholds tuned on validation: %s", [round(float(t), 2) for t in model.head.thresholds])
+
+
 def validate(data: TrainData, cfg: DictConfig, info: dist.DistInfo, engine: Engine, progress: Progress,
              metrics_log: MetricsLog | None, epoch: int) -> bool:
     """Val loss + metrics through the evaluation path; True when ``run.best_metric`` improved."""
@@ -375,6 +390,8 @@ def validate(data: TrainData, cfg: DictConfig, info: dist.DistInfo, engine: Engi
 
     val_cfg = val_config(cfg)
     val_loss = validation_loss(data.model, data.val_set, cfg, info, engine.autocast())
+    if data.model.head is not None and data.model.head.multi_label:
+        tune_head_thresholds(data.model, data.val_set, val_cfg, info)
     with engine.autocast():
         metrics = {k: v for k, v in evaluate_dataset(data.model, data.val_set, val_cfg).items()
                    if isinstance(v, (int, float))}
@@ -425,7 +442,8 @@ def publish_final(out: Path, ckpt_dir: Path, progress: Progress, data: TrainData
         log.info("final checkpoint %s (from %s%s)", final, chosen.name,
                  f", val {cfg.run.best_metric} {best['value']:.4f}" if best["value"] is not None else "")
     dist.barrier()
-    if data.val_set is not None and cfg.data.label_mode == "multi":
+    if data.val_set is not None and cfg.data.label_mode == "multi" and data.model.head is None:
+        # (a classifier head's per-class thresholds were tuned at validation and travel in its weights)
         save_decision(data.model, final, data.val_set, val_config(cfg), info)
     return final
 

@@ -109,13 +109,15 @@ def _missing(samples: list[Sample], modalities: Sequence[str], features: Feature
     return missing
 
 
-def load_corpus(data_cfg: Any, modalities: Sequence[str], dims: Mapping[str, int] | None = None) -> Corpus:
+def load_corpus(data_cfg: Any, modalities: Sequence[str], dims: Mapping[str, int] | None = None,
+                cached_text: bool = True) -> Corpus:
     """Read ``data_cfg.corpus`` and check that every file ``modalities`` need is present.
 
     ``dims`` (modality -> feature width, from ``model.features.<m>.dim``) validates feature arrays. With
     ``data.on_missing: skip`` samples lacking a needed file are dropped and listed in ``Corpus.skipped``;
     with ``error`` the first missing files are named in the error. ``text`` features are sentence embeddings
-    of the transcripts, computed once and cached (``minigpt4.text_features``).
+    of the transcripts, computed once and cached (``minigpt4.text_features``), unless ``cached_text`` is False
+    (a trainable text encoder reads the transcripts itself).
     """
     name = getattr(data_cfg, "corpus")
     if name not in READERS:
@@ -128,7 +130,7 @@ def load_corpus(data_cfg: Any, modalities: Sequence[str], dims: Mapping[str, int
     root = demo.root(data_cfg) if name == "demo" else Path(data_cfg.root).expanduser()
     features = _features(data_cfg, result, root, dims)
     frames = FrameReader(str(getattr(data_cfg, "frame", "first")), store_path(data_cfg))
-    if "text" in modalities:
+    if "text" in modalities and cached_text:
         from ..text_features import DIM, text_feature_store
 
         if dims and dims.get("text", DIM) != DIM:

@@ -46,6 +46,7 @@ def read_file(path: Path, split: str, label_set: LabelSet, video_dir: Path, requ
             samples.append(Sample(
                 id=f"dia{cid}utt{utt['utterance_ID']}", labels=(label,), text=text or None, group=f"dia{cid}",
                 media=str(video_dir / video) if video else None, context=tuple(earlier), split=split,
+                speaker=utt.get("speaker") or None,
                 meta={"speaker": utt.get("speaker"), "video_source": utt.get("video_source")}))
             earlier.append(context_line(utt.get("speaker"), text))
     return samples

@@ -224,6 +224,7 @@ def read_release(root: Path, data_cfg: Any, opts: dict, setup: str) -> ReadResul
                     id=ev.id, labels=labels, text=text or None, group=session_dir.name,
                     media=str(session_dir / "dialog" / "avi" / "DivX" / f"{dialog}.avi"),
                     context=tuple(lines[:order[ev.id]]) if ev.id in order else (), split=split,
+                    speaker=_speaker(ev.id),
                     meta={"consensus": ev.code, "votes": dict(votes), "vad": ev.vad, "self_rating": ev.self_rating,
                           "segment": (ev.start, ev.end), "side": side(ev.id), "dialog": dialog,
                           "wav": str(session_dir / "sentences" / "wav" / dialog / f"{ev.id}.wav")}))

@@ -108,6 +108,7 @@ def read_split(path: Path, split: str, video_dir: Path, require_text: bool, labe
         samples.append(Sample(
             id=sid, labels=(label,), text=text, group=f"{split}_dia{dia}",
             media=str(video_dir / f"dia{dia}_utt{utt}.mp4"), context=context[dia, utt], split=split,
+            speaker=speaker or None,
             meta={"speaker": speaker, "sentiment": row.get("Sentiment"), "season": row.get("Season"),
                   "episode": row.get("Episode"), "start": row.get("StartTime"), "end": row.get("EndTime"),
                   "known_bad": KNOWN_BAD_CLIPS.get(sid)}))

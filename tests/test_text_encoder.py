@@ -1,0 +1,155 @@
+"""Trainable MiniLM text slot, dialogue context, classifier head and ONNX export.
+
+Real MELD dev utterances where ../shared has them (``MELD_ROOT``); the tests that need no corpus use the demo.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from minigpt4 import checkpoint as ckpt
+from minigpt4.build import build_model
+from minigpt4.collate import Collator
+from minigpt4.config import load_config
+from minigpt4.dialogue import DialogueTokenizer
+from minigpt4.heads import ClassifierHead, tune_thresholds
+from minigpt4.pipeline import prepare_data
+from minigpt4.text_encoder import segment_mean
+from minigpt4.engine import make_optimizer
+from minigpt4.train_loop import fit
+
+ROOT = Path(__file__).resolve().parents[1]
+MELD_ROOT = Path(os.environ.get("MELD_ROOT", ROOT / ".." / "shared" / "data" / "meld"))
+needs_meld = pytest.mark.skipif(not (MELD_ROOT / "dev_sent_emo.csv").is_file(),
+                                reason=f"real MELD CSVs not found at {MELD_ROOT} (set MELD_ROOT)")
+# MELD dev alone: fold 1 of 5 over its dialogues is held out, the inner validation carved from the rest.
+MELD_DEV = [f"data.root={MELD_ROOT}", "data.options.splits=[dev]", "run.fold=1", "run.num_folds=5"]
+CLASSIFIER = ROOT / "train_configs" / "meld_text_classifier.yaml"
+
+
+def meld_cfg(path: Path, *overrides: str):
+    return load_config(path, [*MELD_DEV, *overrides])
+
+
+def test_context_truncation_keeps_utterance_and_drops_oldest_turns() -> None:
+    tok = DialogueTokenizer(max_length=24)
+    turns = ["Monica: the oldest turn of them all", "Joey: how you doin", "Rachel: no way"]
+    full = DialogueTokenizer(max_length=128).encode("I am so happy today", "Ross", turns)
+    assert full.turns == 3
+    cut = tok.encode("I am so happy today", "Ross", turns)
+    text = tok.tokenizer.decode(cut.input_ids)
+    assert len(cut.input_ids) <= 24 and cut.turns == 2
+    assert text == "[CLS] joey : how you doin [SEP] rachel : no way [SEP] ross : i am so happy today [SEP]"
+    assert cut.token_type_ids == [0] * 12 + [1] * 8  # context (with [CLS] and its [SEP]) 0, utterance 1
+    # An utterance longer than the budget is kept (cut at its end) and no turn fits beside it.
+    long = tok.encode("word " * 50, None, turns)
+    assert long.turns == 0 and len(long.input_ids) == 24
+    assert tok.tokenizer.decode(long.input_ids[1:4]) == "word word word"
+
+
+def test_segment_mean_pools_each_row_into_equal_segments() -> None:
+    hidden = torch.arange(6, dtype=torch.float32).view(1, 6, 1).repeat(2, 1, 1)
+    mask = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]])
+    out = segment_mean(hidden, mask, 2)
+    assert out.squeeze(-1).tolist() == [[1.0, 4.0], [0.5, 2.5]]
+    assert segment_mean(hidden, mask, 1).squeeze().tolist() == [2.5, 1.5]
+
+
+def test_thresholds_tuned_per_class_and_used_for_decisions() -> None:
+    probs = torch.tensor([[0.9, 0.30], [0.8, 0.20], [0.1, 0.25], [0.2, 0.05]])
+    gold = torch.tensor([[1, 1], [1, 0], [0, 1], [0, 0]], dtype=torch.float32)
+    thresholds = tune_thresholds(probs, gold)
+    assert 0.2 <= thresholds[0] < 0.8 and 0.1 <= thresholds[1] < 0.25
+    head = ClassifierHead(4, 0, 2, 0.0, multi_label=True)
+    head.thresholds.copy_(thresholds)
+    assert head.decide(probs).tolist() == [[True, True], [True, False], [False, True], [True, False]]
+
+
+def _randomise_adapters(model) -> None:
+    """LoRA B starts at zero (adapters are a no-op); give every trainable tensor random values."""
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.normal_(0, 0.02)
+
+
+def test_encoder_lora_weights_are_checkpointed_and_reload_exactly(tmp_path: Path) -> None:
+    overrides = ["model.head=classifier", "model.text_encoder.enabled=true", "model.text_encoder.tune=lora",
+                 "model.text_encoder.max_length=32", "model.vision.kind=none", "data.modalities=[text]"]
+    cfg = load_config(None, overrides)  # the demo corpus
+    model = build_model(cfg).eval()
+    _randomise_adapters(model)
+    lora = [n for n in model.trainable_state_dict() if n.startswith("text_encoder.") and "lora_" in n]
+    assert len(lora) == 2 * 6 * 6  # A and B of query, key, value and three dense layers, in 6 layers
+    ckpt.write_checkpoint(tmp_path / "ck", model, cfg)
+    again = build_model(load_config(None, [*overrides, f"model.checkpoint={tmp_path / 'ck'}"])).eval()
+    saved, loaded = model.trainable_state_dict(), again.trainable_state_dict()
+    assert saved.keys() == loaded.keys()
+    assert all(torch.equal(saved[k], loaded[k]) for k in saved)
+    data = prepare_data(cfg, model)
+    batch = Collator(model.tokenizer.pad_token_id, "prompt")([data.dataset("test", cfg, model)[i] for i in range(4)])
+    assert torch.equal(model.classify(batch), again.classify(batch))
+
+
+@needs_meld
+def test_tiny_training_on_meld_dev_text_lowers_the_loss() -> None:
+    cfg = meld_cfg(CLASSIFIER, "model.text_encoder.max_length=48")
+    model = build_model(cfg)
+    data = prepare_data(cfg, model)
+    dataset = data.dataset("train", cfg, model, train=True)
+    batch = Collator(model.tokenizer.pad_token_id, "train")([dataset[i] for i in range(16)])
+    assert batch["text_input"]["token_type_ids"].max() == 1  # earlier turns reached the encoder
+    optimizer = make_optimizer(model, cfg)
+    model.train()
+    losses = []
+    for _ in range(12):
+        loss = model(batch).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss))
+    assert losses[-1] < 0.5 * losses[0], losses
+
+
+@needs_meld
+@pytest.mark.parametrize("name", ["meld_text", "meld_text_classifier"])
+def test_shipped_meld_text_configs_train_and_evaluate(tmp_path: Path, name: str) -> None:
+    import eval_emotion
+
+    quick = [f"run.output_dir={tmp_path / 'run'}", "run.max_steps=2", "run.batch_size=4", "run.eval_every=0",
+             "eval.max_samples=8", "model.text_encoder.max_length=32"]
+    final = fit(meld_cfg(ROOT / "train_configs" / f"{name}.yaml", *quick))
+    tuned = [k for k in load_file(str(ckpt.weights_file(final))) if k.startswith("text_encoder.")]
+    assert tuned and all(".layer.4." in k or ".layer.5." in k for k in tuned)  # the top 2 of 6 layers
+    eval_emotion.main(["--cfg-path", str(ROOT / "eval_configs" / f"{name}.yaml"), f"data.root={MELD_ROOT}",
+                       "data.options.splits=[dev]", "eval.split=val", f"model.checkpoint={final}",
+                       f"run.output_dir={tmp_path / 'eval'}", "eval.max_samples=8", "model.text_encoder.max_length=32"])
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["n_samples"] == 8 and 0.0 <= metrics["weighted_f1"] <= 1.0
+    assert {"fear", "disgust"} <= set(metrics["per_class"])
+
+
+@needs_meld
+def test_onnx_export_matches_pytorch_on_meld_dev(tmp_path: Path) -> None:
+    from minigpt4.onnx_export import export_onnx, onnx_logits, onnx_session
+
+    cfg = meld_cfg(CLASSIFIER, "model.text_encoder.tune=lora")
+    model = build_model(cfg).eval()
+    _randomise_adapters(model)
+    data = prepare_data(cfg, model)
+    dev = data.dataset("fold", cfg, model)
+    collate = Collator(model.tokenizer.pad_token_id, "prompt")
+    batch = collate([dev[i] for i in range(16)])
+    path = export_onnx(model, collate([dev[i] for i in range(2)])["text_input"], tmp_path / "model.onnx")
+    session = onnx_session(path)
+    with torch.no_grad():
+        reference = model.classifier_logits(batch).numpy()
+    got = onnx_logits(session, batch["text_input"])  # another batch size and length than the export's
+    assert got.shape == (16, 7)
+    np.testing.assert_allclose(got, reference, atol=1e-4, rtol=0)
