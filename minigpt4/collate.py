@@ -50,10 +50,11 @@ class Collator:
             "features": {k: torch.from_numpy(np.stack([e["features"][k] for e in examples]))
                          for k in examples[0]["features"]},
         }
-        batch["targets"] = torch.from_numpy(np.stack([e["target"] for e in examples]))
         if train:
             batch["labels"] = labels
-        if examples[0]["text_input"] is not None:
+        if examples[0].get("target") is not None:  # label vectors: the classifier head's targets
+            batch["targets"] = torch.from_numpy(np.stack([e["target"] for e in examples]))
+        if examples[0].get("text_input") is not None:
             batch["text_input"] = self._pad_text([e["text_input"] for e in examples])
         if examples[0]["image"] is not None:
             batch["image"] = torch.from_numpy(np.stack([e["image"] for e in examples]))
