@@ -145,7 +145,7 @@ def predict_with_decision(model: EmotionLLaMA, dataset: EmotionDataset,
     was_training = model.training
     model.eval()
     try:
-        if model.head is not None:
+        if getattr(model, "head", None) is not None:  # duck-typed stand-ins may have no head at all
             preds = []
             for batch in tqdm(_loader(model, dataset, cfg), desc="eval classifier",
                               disable=True if dist.rank() else None, leave=False):
