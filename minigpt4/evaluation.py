@@ -151,7 +151,7 @@ def predict_with_decision(model: EmotionLLaMA, dataset: EmotionDataset,
                               disable=True if dist.rank() else None, leave=False):
                 chosen = _choose_classified(model, batch, label_set)
                 preds += [Prediction(str(i), g, c, label_set.format_answer(c))
-                          for i, g, c in zip(batch["ids"], _golds(batch, label_mode), chosen)]
+                          for i, g, c in zip(batch["sample_ids"], _golds(batch, label_mode), chosen)]
             return _gather(preds), None
         if ev.mode == "generate":
             # The parsed labels as they are: empty (unparsed) or several (ambiguous in single-label scoring)

@@ -158,7 +158,7 @@ def validation_loss(model: EmotionLLaMA, dataset: EmotionDataset, cfg: DictConfi
         with autocast:
             loss = model(batch).loss
         # The classifier's loss is a mean over samples, the LM's over answer tokens.
-        tokens = len(batch["ids"]) if model.head is not None else int((batch["labels"][:, 1:] != -100).sum())
+        tokens = len(batch["sample_ids"]) if model.head is not None else int((batch["labels"][:, 1:] != -100).sum())
         total += torch.tensor([float(loss) * tokens, tokens], dtype=torch.float64)
     model.train(was_training)
     if info.distributed:
