@@ -14,7 +14,7 @@ from minigpt4.config import ConfigError, load_config
     ("data.val_fraction=1.5", "data.val_fraction=1.5: expected a fraction between 0 and 1"),
     ("eval.threshold=2", "eval.threshold=2.0: expected a fraction between 0 and 1"),
     ("model.max_answer_tokens=1", "model.max_answer_tokens=1: expected at least 2"),
-    ("model.features.audio.dim=0", "model.features.audio.dim=0: expected at least 1"),
+    ("model.features.audio.tokens=0", "model.features.audio.tokens=0: expected at least 1"),
     ("eval.max_labels=0", "eval.max_labels=0: expected at least 1"),
 ])
 def test_out_of_range_values_fail_at_load(override: str, expected: str) -> None:

@@ -215,7 +215,7 @@ def test_rescoring_names_a_sample_whose_gold_label_is_unknown(tmp_path: Path) ->
 
 
 def test_cross_train_never_deletes_a_fold_a_trainer_still_holds(tmp_path: Path) -> None:
-    from minigpt4.cross_validation import CrossValidationError, Options, base_config, eval_section, run_unit
+    from minigpt4.cross_validation import CrossValidationError, Options, base_config, eval_section, prepare_unit
 
     opts = Options(cfg_path=ROOT / "train_configs" / "demo.yaml", overrides=[f"run.output_dir={tmp_path}"])
     base = base_config(opts)
@@ -223,5 +223,5 @@ def test_cross_train_never_deletes_a_fold_a_trainer_still_holds(tmp_path: Path) 
     with RunLock(fold):  # a survivor of an earlier cross_train.py, still training
         (fold / "metrics.csv").write_text("step,epoch,name,value\n")
         with pytest.raises(CrossValidationError, match=rf"fold 1/5: {fold} is still in use by process pid {os.getpid()}"):
-            run_unit("1", base, eval_section(opts, base), opts, print)
+            prepare_unit("1", base, eval_section(opts, base), opts)
         assert (fold / "metrics.csv").is_file()
