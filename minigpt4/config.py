@@ -151,6 +151,9 @@ class ModelConfig:
     """Prompt text longer than this is cut from the transcript/context side, never from the instruction."""
     max_answer_tokens: int = 64
     """Answer length in tokens, EOS included: longer training answers are cut to it, generation stops at it."""
+    standardize_features: bool = True
+    """A fresh run (no ``checkpoint``) standardises every feature modality with the training split's
+    per-dimension mean and std, saved in its checkpoints (``FeatureNorm``, projector_init.py); false: raw."""
 
 
 @dataclass

@@ -38,6 +38,25 @@ def answer_logits_to_keep(labels: torch.Tensor) -> int:
     return labels.shape[1] - first + 1 if first > 0 else labels.shape[1]
 
 
+class FeatureNorm(nn.Module):
+    """Per-dimension standardisation of one modality's features before its projector: ``(x - mean) / std``.
+
+    Why: extractors report features in their own units (spreads from 0.002 to 0.9 side by side), and a
+    projector learns from a few large dimensions only; set from the training split (``projector_init``) it
+    lets the projector learn in standardised coordinates. The statistics are buffers saved in every
+    checkpoint with the trainable weights, so evaluation and prediction apply exactly what training used.
+    Identity until set (upstream checkpoints and models built for conversion keep raw features).
+    """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("std", torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
+
+
 class EmotionLLaMA(nn.Module):
     def __init__(self, llm: PreTrainedModel | None, tokenizer: PreTrainedTokenizerBase, vision: FrameEncoder | None,
                  feature_dims: Mapping[str, int], feature_tokens: Mapping[str, int],
@@ -64,6 +83,7 @@ class EmotionLLaMA(nn.Module):
         for name, dim in feature_dims.items():
             projectors[name] = make_projector(projector_kinds[name], dim, width, projector_hidden)
         self.projectors = nn.ModuleDict(projectors)
+        self.feature_norm = nn.ModuleDict({name: FeatureNorm(dim) for name, dim in feature_dims.items()})
         self.feature_tokens = dict(feature_tokens)
 
     @property
@@ -90,7 +110,7 @@ class EmotionLLaMA(nn.Module):
                     out[m.name] = proj(encoded[m.source].to(proj.weight.dtype))
         for name, feats in batch.get("features", {}).items():
             proj = self.projectors[name]
-            out[name] = proj(feats.to(self.device, next(proj.parameters()).dtype))
+            out[name] = proj(self.feature_norm[name](feats.to(self.device, next(proj.parameters()).dtype)))
         text = batch.get("text_input")
         if text is not None:
             if self.text_encoder is None:
@@ -200,8 +220,10 @@ class EmotionLLaMA(nn.Module):
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """What a checkpoint holds: projectors, LoRA adapters (LLM and text encoder), unfrozen encoder layers,
-        the classifier head and its tuned thresholds (the frozen backbones are never saved)."""
+        the feature statistics, the classifier head and its tuned thresholds (the frozen backbones are never
+        saved)."""
         state = {n: p.detach() for n, p in self.named_parameters() if p.requires_grad}
+        state.update({n: b.detach() for n, b in self.named_buffers() if n.startswith("feature_norm.")})
         if self.head is not None:
             state["head.thresholds"] = self.head.thresholds.detach()
         return state
@@ -217,7 +239,8 @@ class EmotionLLaMA(nn.Module):
         self.copy_parameters(state, source)
 
     def copy_parameters(self, state: Mapping[str, torch.Tensor], source: str) -> None:
-        """Copy named tensors into parameters, checking every shape (coverage is the caller's check)."""
+        """Copy named tensors into parameters and buffers (feature statistics, head thresholds), checking every
+        shape (coverage is the caller's check)."""
         params = {**dict(self.named_parameters()), **dict(self.named_buffers())}
         with torch.no_grad():
             for name, value in state.items():

@@ -50,6 +50,7 @@ from .data import EmotionDataset, class_weights
 from .engine import Engine, make_engine
 from .model import EmotionLLaMA
 from .pipeline import prepare_data
+from .projector_init import set_feature_norms
 from .run_lock import RunLock
 
 log = logging.getLogger(__name__)
@@ -298,6 +299,9 @@ def prepare_training(cfg: DictConfig, info: dist.DistInfo) -> TrainData:
     model = build_model(cfg).to(info.device)
     with dist.main_first():
         data = prepare_data(cfg, model)
+    if cfg.model.standardize_features and not (cfg.model.checkpoint or cfg.model.upstream_checkpoint):
+        set_feature_norms(model, data.corpus.features, [s.id for s in data.splits["train"]],
+                          [m for m in cfg.data.modalities if m in cfg.model.features])
     train_set = data.dataset("train", cfg, model, train=True)
     val_set = data.dataset("val", cfg, model) if data.splits["val"] else None
     if val_set is None:
