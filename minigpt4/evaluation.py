@@ -192,7 +192,9 @@ def evaluate_dataset(model: EmotionLLaMA, dataset: EmotionDataset, cfg: DictConf
     """
     preds, decision = predict_with_decision(model, dataset, cfg)
     metrics: dict | None = None
-    title = title or f"{dataset.corpus.name} {cfg.eval.split} ({cfg.eval.mode})"
+    # A classifier head neither generates nor scores answers: the report names the head instead.
+    mode = "classifier" if getattr(getattr(model, "module", model), "head", None) is not None else cfg.eval.mode
+    title = title or f"{dataset.corpus.name} {cfg.eval.split} ({mode})"
     if dist.is_main():
         label_set, label_mode = dataset.corpus.label_set, cfg.data.label_mode
         if out_dir is None:
@@ -200,11 +202,11 @@ def evaluate_dataset(model: EmotionLLaMA, dataset: EmotionDataset, cfg: DictConf
             if decision is not None:
                 metrics["decision"] = decision.describe()
         else:
-            run_info = {"corpus": dataset.corpus.name, "split": cfg.eval.split, "mode": cfg.eval.mode,
+            run_info = {"corpus": dataset.corpus.name, "split": cfg.eval.split, "mode": mode,
                         "checkpoint": cfg.model.checkpoint, "modalities": ", ".join(cfg.data.modalities),
                         "instruction": cfg.data.instruction if cfg.data.instruction is not None else 0,
-                        **({"max_new_tokens": cfg.eval.max_new_tokens} if cfg.eval.mode == "generate"
-                           else {"score_norm": cfg.eval.score_norm}),
+                        **({"max_new_tokens": cfg.eval.max_new_tokens} if mode == "generate"
+                           else {"score_norm": cfg.eval.score_norm} if mode == "score" else {}),
                         **({"decision": decision.describe()["rule"] + f" ({decision.source})"} if decision else {}),
                         **(extra or {})}
             metrics = write_report(out_dir, preds, label_set, label_mode, title, run_info,

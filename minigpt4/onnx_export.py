@@ -52,8 +52,11 @@ def export_onnx(model: EmotionLLaMA, example: Mapping[str, torch.Tensor], output
     graph = TextClassifierGraph(model).eval()
     axes = {name: {0: "batch", 1: "sequence"} for name in INPUTS}
     axes["logits"] = {0: "batch"}
+    # Traced on a batch with padding: transformers skips the attention mask when nothing is padded, and a
+    # trace of that branch would ignore the mask of every later batch.
+    padded = tuple(torch.nn.functional.pad(example[name], (0, 1)) for name in INPUTS)
     with torch.no_grad():
-        torch.onnx.export(graph, tuple(example[name] for name in INPUTS), str(output), input_names=list(INPUTS),
+        torch.onnx.export(graph, padded, str(output), input_names=list(INPUTS),
                           output_names=["logits"], dynamic_axes=axes, opset_version=opset, dynamo=False)
     return output
 
