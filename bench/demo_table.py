@@ -39,7 +39,7 @@ def run_demo(seed: int, out: Path, extra: list[str]) -> tuple[dict, float, float
 def table(rows: list[tuple[int, dict, float, float]]) -> list[str]:
     folds = list(rows[0][1]["folds"])
     lines = ["| seed | " + " | ".join(f.replace("_", " ") for f in folds) + " | mean ± std | test | wall s | CPU s |",
-             "|---" * (len(folds) + 6) + "|"]
+             "|---" * (len(folds) + 5) + "|"]
     for seed, summary, wall, cpu in rows:
         acc = summary["aggregate"]["accuracy"]
         test = summary["test"]["accuracy"] if summary.get("test") else float("nan")
