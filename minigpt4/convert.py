@@ -147,6 +147,13 @@ def build_skeleton(cfg: DictConfig, llm_config_dir: str | Path) -> EmotionLLaMA:
     return model
 
 
+def identity_feature_norm(model: EmotionLLaMA) -> dict[str, torch.Tensor]:
+    """The feature statistics a converted checkpoint holds: upstream's projectors read raw features, so the
+    standardisation is the identity (mean 0, std 1); the skeleton's own buffers are on the meta device."""
+    return {name: (torch.ones if name.endswith(".std") else torch.zeros)(tuple(buf.shape))
+            for name, buf in model.named_buffers() if name.startswith("feature_norm.")}
+
+
 def convert_to_folder(upstream: str | Path, llm_config_dir: str | Path, output: str | Path,
                       cfg: DictConfig) -> Conversion:
     """Write ``output`` as this project's checkpoint folder (trainable safetensors + resolved config).
@@ -163,6 +170,7 @@ def convert_to_folder(upstream: str | Path, llm_config_dir: str | Path, output: 
     conv.check(str(upstream))
     tensors = {k: v.to(params[k].dtype).contiguous() for k, v in conv.state.items()}
     tensors.update({k: params[k].detach().contiguous() for k in conv.new})
+    tensors.update(identity_feature_norm(model))
     tmp = stage(output)
     save_file(tensors, str(tmp / WEIGHTS))
     save_config(cfg, tmp / CONFIG)

@@ -71,7 +71,10 @@ def test_full_size_upstream_checkpoint_converts_with_full_coverage(full_size_pth
     assert {p.name for p in out.iterdir()} == {WEIGHTS, "config.yaml"}
     weights = load_file(str(out / WEIGHTS))
     expected = {ours_of(k): i for i, k in enumerate(KEYS["parameters"])}
-    assert set(weights) == set(expected) | {"projectors.text.weight", "projectors.text.bias"}
+    norms = {k for k in weights if k.startswith("feature_norm.")}
+    assert {k.split(".")[1] for k in norms} == {"face", "video", "audio", "text"}
+    assert all(bool((weights[k] == (1.0 if k.endswith(".std") else 0.0)).all()) for k in norms)  # identity
+    assert set(weights) - norms == set(expected) | {"projectors.text.weight", "projectors.text.bias"}
     for name, i in expected.items():
         assert weights[name].dtype == torch.float32
         assert weights[name].shape == tuple(KEYS["parameters"][next(k for k in KEYS["parameters"]
@@ -102,6 +105,8 @@ def upstream_state(model, layers: int) -> dict[str, torch.Tensor]:
     """An upstream-named state dict (old PEFT names) for ``model``'s trainable parameters, plus inv_freq buffers."""
     state = {}
     for name, value in model.trainable_state_dict().items():
+        if name.startswith("feature_norm."):  # our feature standardisation: upstream has no counterpart
+            continue
         if name.startswith("projectors."):
             _, slot, leaf = name.split(".")
             if slot in OURS:
@@ -116,7 +121,8 @@ def upstream_state(model, layers: int) -> dict[str, torch.Tensor]:
 
 def test_converted_folder_loads_with_model_checkpoint(tmp_path, capsys, caplog):
     llm = save_backbone("llama", tmp_path / "llama")
-    overrides = [f"model.llm.path={llm}", "model.lora.r=4"]
+    # Upstream's setup: MERR-layout features, 1024 wide (what the converter assumes without --cfg-path).
+    overrides = [f"model.llm.path={llm}", "model.lora.r=4", "data.corpus=merr"]
     cfg = load_config(None, overrides)
     state = upstream_state(build_model(cfg), layers=2)
     torch.save({"model": state, **OTHER_ENTRIES}, tmp_path / "checkpoint_best.pth")
@@ -133,9 +139,10 @@ def test_converted_folder_loads_with_model_checkpoint(tmp_path, capsys, caplog):
     for key, value in state.items():
         if "inv_freq" not in key:
             torch.testing.assert_close(params[ours_of(key)], value)
+    loaded_state = loaded.trainable_state_dict()  # feature statistics included: identity on both paths
     for name, value in direct.trainable_state_dict().items():
         if not name.startswith("projectors.text"):
-            torch.testing.assert_close(params[name], value)
+            torch.testing.assert_close(loaded_state[name], value)
     # A buffer-looking key that is not a known buffer is still an error naming it.
     state["llama_model.base_model.model.model.layers.0.self_attn.rotary_emb.sin_cached"] = torch.ones(2)
     torch.save({"model": state}, tmp_path / "other.pth")
