@@ -300,8 +300,10 @@ def prepare_training(cfg: DictConfig, info: dist.DistInfo) -> TrainData:
     with dist.main_first():
         data = prepare_data(cfg, model)
     if cfg.model.standardize_features and not (cfg.model.checkpoint or cfg.model.upstream_checkpoint):
-        set_feature_norms(model, data.corpus.features, [s.id for s in data.splits["train"]],
-                          [m for m in cfg.data.modalities if m in cfg.model.features])
+        # A trainable text encoder fills the text slot itself: no cached text features to standardise.
+        cached = [m for m in cfg.data.modalities if m in cfg.model.features
+                  and not (m == "text" and cfg.model.text_encoder.enabled)]
+        set_feature_norms(model, data.corpus.features, [s.id for s in data.splits["train"]], cached)
     train_set = data.dataset("train", cfg, model, train=True)
     val_set = data.dataset("val", cfg, model) if data.splits["val"] else None
     if val_set is None:

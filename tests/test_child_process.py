@@ -40,7 +40,9 @@ def start_parent(tmp_path: Path) -> tuple[subprocess.Popen, int]:
     """A process that launches a fold the way cross_validation does (``fold_launch.run_all``); returns it and
     its child's pid."""
     pid_file = tmp_path / "child.pid"
-    code = ("import sys; from pathlib import Path; from minigpt4.fold_job import FoldCommand; "
+    # SIGINT is restored to Python's default: a shell that backgrounds a job (CI runners may) makes it ignored.
+    code = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+            "from pathlib import Path; from minigpt4.fold_job import FoldCommand; "
             "from minigpt4.fold_launch import LocalFold, run_all; "
             "fold = FoldCommand([sys.executable, '-c', sys.argv[1], sys.argv[2]], Path(sys.argv[3])); "
             "run_all(['fold 1'], [{}], lambda unit, env: LocalFold(fold), lambda unit, status: None)")
