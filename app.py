@@ -21,16 +21,13 @@ EXAMPLES = ("python app.py",
             "python app.py model.checkpoint=runs/demo/final --port 8080",
             "python app.py --examples my_clips/ --max-upload-mb 200",
             "curl -F clip=@clip.mp4 -F transcript='I told you so!' http://127.0.0.1:7860/predict")
-DEFAULT = ("; model.checkpoint defaults to the newest demo checkpoint\n  (runs/demo/final from `python train.py`, "
-           "runs/cross/demo/test/final from `make demo`); examples: held-out demo clips")
+DEFAULT = "; examples: held-out demo clips"
 
 
 def parse_args(argv: list[str]):
     from minigpt4.web import DEFAULT_MAX_UPLOAD_MB
 
-    parser = entry.make_parser("app.py", __doc__, KEYS, EXAMPLES, default=DEFAULT)
-    parser._option_string_actions["--cfg-path"].help = ("evaluation YAML whose eval: section says how to predict "
-                                                         "(default: the checkpoint's own config.yaml)")
+    parser = entry.make_serving_parser("app.py", __doc__, KEYS, EXAMPLES, default=DEFAULT)
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1, this machine only)")
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB,

@@ -26,14 +26,10 @@ EXAMPLES = ("python predict.py clip.mp4",
             "python predict.py clips/ --output runs/demo/predictions_clips.jsonl",
             "python predict.py model.checkpoint=runs/demo/final clip.mp4 --transcript 'I told you so!'",
             "python predict.py --cfg-path eval_configs/demo.yaml model.checkpoint=runs/demo/final clip.mp4")
-DEFAULT = ("; model.checkpoint defaults to the newest demo checkpoint\n  (runs/demo/final from `python train.py`, "
-           "runs/cross/demo/test/final from `make demo`)")
 
 
 def parse_args(argv: list[str]):
-    parser = entry.make_parser("predict.py", __doc__, KEYS, EXAMPLES, default=DEFAULT)
-    parser._option_string_actions["--cfg-path"].help = ("evaluation YAML whose eval: section says how to predict "
-                                                         "(default: the checkpoint's own config.yaml)")
+    parser = entry.make_serving_parser("predict.py", __doc__, KEYS, EXAMPLES)
     parser.usage = "%(prog)s [options] CLIP [CLIP ... | FOLDER] [key=value ...]"
     parser.add_argument("clips", nargs="+", type=Path, help="clip files and/or folders of clips")
     parser.add_argument("--transcript", help="what is said in the clip(s) (default: <clip>.txt when present)")

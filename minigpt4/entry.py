@@ -101,8 +101,21 @@ def load_trained(program: str, cfg_path: str | Path | None, overrides: Sequence[
     return cfg, note
 
 
+NEWEST_DEMO_CHECKPOINT = ("; model.checkpoint defaults to the newest demo checkpoint\n  (runs/demo/final from "
+                          "`python train.py`, runs/cross/demo/test/final from `make demo`)")
+"""What --help says about the weights evaluation, predict.py and app.py take by default (``pick_checkpoint``)."""
+
+
+def make_serving_parser(program: str, doc: str, keys: Sequence[str], examples: Sequence[str],
+                        default: str = "") -> argparse.ArgumentParser:
+    """predict.py's and app.py's parser: the model comes from the checkpoint, --cfg-path gives only eval:."""
+    return make_parser(program, doc, keys, examples, default=NEWEST_DEMO_CHECKPOINT + default,
+                       cfg_help="evaluation YAML whose eval: section says how to predict (default: the "
+                                "checkpoint's own config.yaml)")
+
+
 def make_parser(program: str, doc: str, keys: Sequence[str], examples: Sequence[str],
-                default: str = "") -> argparse.ArgumentParser:
+                default: str = "", cfg_help: str | None = None) -> argparse.ArgumentParser:
     """An entry point's parser: ``--cfg-path``, and a --help that lists the embedded default, the config
     keys most often changed (their demo values and schema docs) and examples."""
     demo = load_config(DEMO_RECIPE)
@@ -127,7 +140,7 @@ def make_parser(program: str, doc: str, keys: Sequence[str], examples: Sequence[
                                      usage=f"%(prog)s [options] [key=value ...]",
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cfg-path", metavar="FILE.yaml", default=None,
-                        help=f"run config (default: the demo recipe {shown(DEMO_RECIPE)})")
+                        help=cfg_help or f"run config (default: the demo recipe {shown(DEMO_RECIPE)})")
     return parser
 
 
