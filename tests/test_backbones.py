@@ -22,13 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 N = 4
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Two intra-op threads on a busy two-core machine slow tiny models down."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def check_prompt(family: str, builder, tokenizer) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 from omegaconf import OmegaConf
 
 from minigpt4.build import build_model
@@ -35,12 +34,7 @@ QUICK = ["run.max_steps=2", "run.batch_size=2", "run.grad_accum=1", "run.num_wor
 """Few steps and samples; everything else (corpus, labels, modalities, tasks, protocol, modes) as shipped."""
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def substituted(path: Path, tmp: Path) -> list[str]:
