@@ -132,6 +132,8 @@ def base_config(opts: Options) -> DictConfig:
     cfg = load_config(opts.cfg_path, overrides)
     if not any(o.split("=", 1)[0].strip() == "run.output_dir" for o in overrides):
         name = opts.cfg_path.stem if opts.cfg_path is not None else "default"
+        if opts.label_mode is not None and opts.label_mode != load_config(opts.cfg_path, allow_missing=True).data.label_mode:
+            name += f"_{opts.label_mode}"  # another label mode is another study: never the config's own folder
         cfg.run.output_dir = str(Path("runs") / "cross" / name)
     cfg.run.output_dir = str(Path(cfg.run.output_dir).resolve())
     cfg.run.fold = None

@@ -16,6 +16,7 @@ from minigpt4.convert import load_upstream_checkpoint
 from minigpt4.model import SlotCountError
 from minigpt4.modalities import SLOTS
 from minigpt4.prompts import PromptBuilder
+from test_backbones import check_score_equals_forward
 
 ANSWERS = ["happy", "sad", "neutral", "angry"]
 
@@ -123,15 +124,7 @@ def test_score_equals_full_forward_loglikelihood(cfg):
     builder, exs = examples(model, cfg, n=3)
     assert len({len(e["ids"]) for e in exs}) == 3  # left padding in score, right padding in the reference
     candidates = [builder.encode_answer(a) for a in ["happy", "sad, angry", "neutral"]]
-    scores = model.score(Collator(model.tokenizer.pad_token_id, "prompt")(exs), candidates)
-    for j, cand in enumerate(candidates):
-        batch = Collator(model.tokenizer.pad_token_id)([dict(e, answer=cand) for e in exs])
-        with torch.no_grad():
-            logp = model.llm(inputs_embeds=model.embed(batch),
-                             attention_mask=batch["attention_mask"]).logits.float().log_softmax(-1)
-        target = batch["labels"][:, 1:]
-        picked = logp[:, :-1].gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1) * (target != -100)
-        torch.testing.assert_close(scores[:, j], picked.sum(1), atol=1e-4, rtol=1e-4)
+    check_score_equals_forward(model, exs, candidates)
 
 
 UPSTREAM_KEYS = json.loads((Path(__file__).resolve().parent / "data" / "upstream" /

@@ -225,3 +225,16 @@ def test_cross_train_never_deletes_a_fold_a_trainer_still_holds(tmp_path: Path) 
         with pytest.raises(CrossValidationError, match=rf"fold 1/5: {fold} is still in use by process pid {os.getpid()}"):
             prepare_unit("1", base, eval_section(opts, base), opts)
         assert (fold / "metrics.csv").is_file()
+
+
+def test_another_label_mode_gets_its_own_default_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--label-mode multi` on the single-label demo is another study: it must not land in runs/cross/demo."""
+    from minigpt4.cross_validation import Options, base_config
+
+    monkeypatch.chdir(tmp_path)
+    demo = ROOT / "train_configs" / "demo.yaml"
+    assert Path(base_config(Options(cfg_path=demo)).run.output_dir) == tmp_path / "runs" / "cross" / "demo"
+    assert Path(base_config(Options(cfg_path=demo, label_mode="single")).run.output_dir) == tmp_path / "runs/cross/demo"
+    multi = base_config(Options(cfg_path=demo, label_mode="multi"))
+    assert Path(multi.run.output_dir) == tmp_path / "runs" / "cross" / "demo_multi"
+    assert multi.data.label_mode == "multi"
