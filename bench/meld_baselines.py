@@ -1,0 +1,59 @@
+"""Reference points for MELD text on the validation split the shipped configs score: the majority class, and a
+frozen-MiniLM linear probe (the same cached sentence embeddings the framework's ``text`` slot reads, scikit-learn
+logistic regression, no context), each with weighted F1, macro F1 and accuracy.
+
+    python bench/meld_baselines.py data.root=DIR [data.options.splits=[train,dev]] [key=value ...]
+
+Train and validation come from ``select_splits`` of ``train_configs/meld_text_classifier.yaml`` with the given
+overrides, so the probe sees exactly the split a trained model is scored on (dev, when the folder has it).
+Last line: ``ratio: R``, the probe's weighted F1 over the majority class's.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, f1_score
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from minigpt4.config import load_config  # noqa: E402
+from minigpt4.corpora import load_corpus  # noqa: E402
+from minigpt4.splits import select_splits  # noqa: E402
+
+
+def scores(gold: list[str], pred: list[str]) -> dict[str, float]:
+    return {"weighted_f1": f1_score(gold, pred, average="weighted", zero_division=0),
+            "macro_f1": f1_score(gold, pred, average="macro", zero_division=0),
+            "accuracy": accuracy_score(gold, pred)}
+
+
+def main(overrides: list[str]) -> int:
+    cfg = load_config(REPO / "train_configs" / "meld_text_classifier.yaml",
+                      ["model.text_encoder.enabled=false", *overrides])
+    corpus = load_corpus(cfg.data, ["text"], {"text": cfg.model.features.text.dim}, cached_text=True)
+    splits = select_splits(corpus.samples, cfg)
+    train, val = splits["train"], splits["val"]
+
+    def matrix(samples):
+        return np.stack([corpus.features.get("text", s.id).reshape(-1) for s in samples])
+
+    y_train, y_val = [s.label for s in train], [s.label for s in val]
+    majority = max(set(y_train), key=y_train.count)
+    probe = LogisticRegression(max_iter=2000, C=1.0).fit(matrix(train), y_train)
+    rows = {"majority class": scores(y_val, [majority] * len(val)),
+            "frozen MiniLM + logistic regression": scores(y_val, list(probe.predict(matrix(val))))}
+    print(f"train {len(train)}, validation {len(val)} utterances")
+    print("| baseline | weighted F1 | macro F1 | accuracy |\n|---|---|---|---|")
+    for name, r in rows.items():
+        print(f"| {name} | {r['weighted_f1']:.3f} | {r['macro_f1']:.3f} | {r['accuracy']:.3f} |")
+    ratio = rows["frozen MiniLM + logistic regression"]["weighted_f1"] / rows["majority class"]["weighted_f1"]
+    print(f"ratio: {ratio:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
