@@ -70,7 +70,8 @@ def page(server):
         page.requests = []
         page.on("request", lambda r: page.requests.append(r.url))
         page.goto(base + "/")
-        page.wait_for_function("document.querySelectorAll('#example option').length > 1")
+        # A CSS wait, not wait_for_function: the page's CSP forbids eval, which Playwright's polling needs.
+        page.wait_for_selector("#example option:nth-child(2)", state="attached")
         yield page
         browser.close()
     outside = [u for u in page.requests if not u.startswith(base + "/") and not u.startswith("data:")]

@@ -126,7 +126,8 @@ def test_shipped_meld_text_configs_train_and_evaluate(tmp_path: Path, name: str)
              "eval.max_samples=8", "model.text_encoder.max_length=32"]
     final = fit(meld_cfg(ROOT / "train_configs" / f"{name}.yaml", *quick))
     tuned = [k for k in load_file(str(ckpt.weights_file(final))) if k.startswith("text_encoder.")]
-    assert tuned and all(".layer.4." in k or ".layer.5." in k for k in tuned)  # the top 2 of 6 layers
+    layers = {k.split(".layer.")[1].split(".")[0] for k in tuned if ".layer." in k}
+    assert layers == {str(i) for i in range(6)} and not any(".embeddings." in k for k in tuned)  # all 6 layers
     eval_emotion.main(["--cfg-path", str(ROOT / "eval_configs" / f"{name}.yaml"), f"data.root={MELD_ROOT}",
                        "data.options.splits=[dev]", "eval.split=val", f"model.checkpoint={final}",
                        f"run.output_dir={tmp_path / 'eval'}", "eval.max_samples=8", "model.text_encoder.max_length=32"])
