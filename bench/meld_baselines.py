@@ -15,20 +15,14 @@ from pathlib import Path
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import accuracy_score, f1_score
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from minigpt4.config import load_config  # noqa: E402
 from minigpt4.corpora import load_corpus  # noqa: E402
+from minigpt4.metrics import compute_metrics  # noqa: E402
 from minigpt4.splits import select_splits  # noqa: E402
-
-
-def scores(gold: list[str], pred: list[str]) -> dict[str, float]:
-    return {"weighted_f1": f1_score(gold, pred, average="weighted", zero_division=0),
-            "macro_f1": f1_score(gold, pred, average="macro", zero_division=0),
-            "accuracy": accuracy_score(gold, pred)}
 
 
 def main(overrides: list[str]) -> int:
@@ -41,11 +35,14 @@ def main(overrides: list[str]) -> int:
     def matrix(samples):
         return np.stack([corpus.features.get("text", s.id).reshape(-1) for s in samples])
 
-    y_train, y_val = [s.label for s in train], [s.label for s in val]
+    y_train, gold = [s.label for s in train], [s.labels for s in val]
     majority = max(set(y_train), key=y_train.count)
     probe = LogisticRegression(max_iter=2000, C=1.0).fit(matrix(train), y_train)
-    rows = {"majority class": scores(y_val, [majority] * len(val)),
-            "frozen MiniLM + logistic regression": scores(y_val, list(probe.predict(matrix(val))))}
+    predictions = {"majority class": [majority] * len(val),
+                   "frozen MiniLM + logistic regression": list(probe.predict(matrix(val)))}
+    # The framework's own metrics, so these rows compare directly with eval_emotion.py's metrics.json.
+    rows = {name: compute_metrics(gold, [[p] for p in pred], corpus.label_set, "single")
+            for name, pred in predictions.items()}
     print(f"train {len(train)}, validation {len(val)} utterances")
     print("| baseline | weighted F1 | macro F1 | accuracy |\n|---|---|---|---|")
     for name, r in rows.items():
