@@ -25,7 +25,7 @@ DEFAULT = "; examples: held-out demo clips"
 
 
 def parse_args(argv: list[str]):
-    from minigpt4.web import DEFAULT_MAX_UPLOAD_MB
+    from minigpt4.serving.web import DEFAULT_MAX_UPLOAD_MB
 
     parser = entry.make_serving_parser("app.py", __doc__, KEYS, EXAMPLES, default=DEFAULT)
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1, this machine only)")
@@ -39,14 +39,14 @@ def parse_args(argv: list[str]):
 
 def main(argv: list[str] | None = None) -> int:
     args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
-    from minigpt4.inference import with_checkpoint
+    from minigpt4.serving.predictor import with_checkpoint
 
     overrides, weights = with_checkpoint("app.py", args.cfg_path, overrides)
     entry.announce("app.py", args.cfg_path, f"{weights}; http://{args.host}:{args.port}/")
     import uvicorn
 
-    from minigpt4.inference import Predictor, example_clips, folder_examples, load_predict_config
-    from minigpt4.web import create_app
+    from minigpt4.serving.predictor import Predictor, example_clips, folder_examples, load_predict_config
+    from minigpt4.serving.web import create_app
 
     cfg = load_predict_config(args.cfg_path, overrides)
     examples = folder_examples(args.examples) if args.examples else example_clips(cfg)

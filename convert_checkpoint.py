@@ -15,8 +15,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from minigpt4.config import load_config, split_cli
-from minigpt4.convert import convert_to_folder
+from minigpt4.config import split_cli
+
+from minigpt4.data.run_config import load_config
+from minigpt4.models.convert import convert_to_folder
 
 
 def main(argv: list[str]) -> int:

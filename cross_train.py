@@ -17,10 +17,12 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from minigpt4 import child_process, entry
+from minigpt4.runtime import child_process
+
+from minigpt4 import entry
 
 if TYPE_CHECKING:
-    from minigpt4.cross_validation import Options
+    from minigpt4.cross_validation.plan import Options
 
 KEYS = ("run.output_dir", "run.num_folds", "run.max_steps", "run.lr", "run.seed", "data.corpus", "data.root",
         "data.label_mode", "eval.mode")
@@ -58,7 +60,7 @@ def parse_args(argv: list[str]) -> Options:
     parser.add_argument("--overwrite", action="store_true", help="discard an existing run folder of this name")
     args, overrides = entry.parse(parser, argv)
     entry.announce("cross_train.py", args.cfg_path)
-    from minigpt4.cross_validation import Options
+    from minigpt4.cross_validation.plan import Options
 
     units = [u.strip() for u in args.folds.split(",") if u.strip()] if args.folds else None
     return Options(cfg_path=entry.recipe(args.cfg_path), overrides=overrides, eval_cfg=args.eval_cfg, units=units,
@@ -68,7 +70,7 @@ def parse_args(argv: list[str]) -> Options:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from minigpt4.cross_validation import CrossValidationError, run
+    from minigpt4.cross_validation.plan import CrossValidationError, run
 
     child_process.exit_on_sigterm()  # SIGTERM stops the fold's trainer, which then checkpoints
     try:

@@ -63,7 +63,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 
 def claim_output(folder: Path, overwrite: bool) -> None:
     """Write only into a new or empty folder, or an earlier evaluation's under ``--overwrite``."""
-    from minigpt4.output_folder import OutputFolderError, claim
+    from minigpt4.runtime.output_folder import OutputFolderError, claim
 
     try:
         if claim(folder, "eval_emotion.py", overwrite) is not None:
@@ -75,7 +75,7 @@ def claim_output(folder: Path, overwrite: bool) -> None:
 
 def rescore_main(args: argparse.Namespace) -> dict:
     # Only the report stack is imported: rescoring needs no model, torch or data.
-    from minigpt4.report import rescore
+    from minigpt4.evaluation.report import rescore
 
     if not args.from_predictions.is_file():
         raise SystemExit(f"--from-predictions: file not found: {args.from_predictions}")
@@ -91,7 +91,7 @@ def evaluate_main(args: argparse.Namespace, overrides: list[str]) -> dict | None
         # The demo recipe's run.output_dir is the training run's folder: evaluate beside it, not into it.
         cfg.run.output_dir = str(Path(cfg.run.output_dir) / "eval")
     entry.announce("eval_emotion.py", args.cfg_path, f"{weights}; writing {cfg.run.output_dir}")
-    from minigpt4.evaluation import evaluate_checkpoint
+    from minigpt4.evaluation.evaluate import evaluate_checkpoint
 
     out_dir = Path(cfg.run.output_dir)
     if os.environ.get("RANK", "0") == "0":  # before any rank writes; a refusal ends the torchrun job
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
     metrics = rescore_main(args) if args.from_predictions is not None else evaluate_main(args, overrides)
     if metrics is not None:
-        from minigpt4.report import HEADLINE
+        from minigpt4.evaluation.report import HEADLINE
 
         print(json.dumps({k: metrics[k] for k in HEADLINE if k in metrics}, indent=2))
 

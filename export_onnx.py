@@ -4,7 +4,7 @@
         model.checkpoint=runs/meld_text_classifier/final --output model.onnx
 
 Inputs ``input_ids``, ``attention_mask``, ``token_type_ids`` (batch and sequence axes dynamic; build them with
-``minigpt4.dialogue.DialogueTokenizer``), output ``logits`` in the corpus's label order. The export is checked
+``minigpt4.data.dialogue.DialogueTokenizer``), output ``logits`` in the corpus's label order. The export is checked
 against PyTorch on a few samples of the validation split before the command succeeds.
 """
 from __future__ import annotations
@@ -15,7 +15,8 @@ from pathlib import Path
 
 
 def main(argv: list[str]) -> None:
-    from minigpt4.config import load_config, split_cli
+    from minigpt4.config import split_cli
+    from minigpt4.data.run_config import load_config
 
     args, overrides = split_cli(argv)
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -26,10 +27,10 @@ def main(argv: list[str]) -> None:
 
     import torch
 
-    from minigpt4.build import build_model
-    from minigpt4.collate import Collator
-    from minigpt4.onnx_export import check_exportable, export_onnx, onnx_logits, onnx_session
-    from minigpt4.pipeline import prepare_data
+    from minigpt4.models.build import build_model
+    from minigpt4.data.collate import Collator
+    from minigpt4.serving.onnx_export import check_exportable, export_onnx, onnx_logits, onnx_session
+    from minigpt4.data.pipeline import prepare_data
 
     cfg = load_config(opts.cfg_path, overrides)
     if not cfg.model.checkpoint:

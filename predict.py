@@ -68,7 +68,7 @@ def predict_all(predictor, clips: list[tuple[str, Path]], transcript: str | None
     """Write one line per clip, flushed as it comes; return how many clips failed."""
     from tqdm import tqdm
 
-    from minigpt4.inference import MediaError
+    from minigpt4.serving.predictor import MediaError
 
     failed = 0
     for clip_id, path in tqdm(clips, desc="predicting", unit="clip", disable=len(clips) < 2 or None):
@@ -95,12 +95,12 @@ def _opened(path: Path | None) -> Iterator[TextIO]:
 
 def main(argv: list[str] | None = None) -> int:
     args, overrides = parse_args(sys.argv[1:] if argv is None else argv)
-    from minigpt4.inference import with_checkpoint
+    from minigpt4.serving.predictor import with_checkpoint
 
     overrides, weights = with_checkpoint("predict.py", args.cfg_path, overrides)
     entry.announce("predict.py", args.cfg_path, weights)
     clips = clip_files(args.clips)
-    from minigpt4.inference import Predictor, load_predict_config
+    from minigpt4.serving.predictor import Predictor, load_predict_config
 
     predictor = Predictor(load_predict_config(args.cfg_path, overrides))
     with _opened(args.output) as out:

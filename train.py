@@ -24,10 +24,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--overwrite", action="store_true",
                         help="discard an earlier train.py run in run.output_dir (never a folder it did not create)")
     args, overrides = entry.parse(parser, argv)
-    from minigpt4.config import load_config
-    from minigpt4.output_folder import OutputFolderError
-    from minigpt4.run_lock import RunLocked
-    from minigpt4.train_loop import TrainingInterrupted, fit
+    from minigpt4.data.run_config import load_config
+    from minigpt4.runtime.output_folder import OutputFolderError
+    from minigpt4.runtime.run_lock import RunLocked
+    from minigpt4.training.loop import TrainingInterrupted, fit
 
     cfg = load_config(entry.recipe(args.cfg_path), overrides)
     entry.announce("train.py", args.cfg_path, f"run folder {cfg.run.output_dir}")

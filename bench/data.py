@@ -21,9 +21,9 @@ import cv2
 import numpy as np
 
 from minigpt4.config import DataConfig
-from minigpt4.corpora import load_corpus
-from minigpt4.features import pack_features
-from minigpt4.frames import FrameReader, load_frame, media_path, pack_frames
+from minigpt4.data.corpora import load_corpus
+from minigpt4.features.store import pack_features
+from minigpt4.data.frames import FrameReader, load_frame, media_path, pack_frames
 
 MODALITIES = ("face", "video", "audio")
 

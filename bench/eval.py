@@ -39,13 +39,14 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import Dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from minigpt4.build import build_model  # noqa: E402
-from minigpt4.config import load_config, split_cli  # noqa: E402
-from minigpt4.data import EmotionDataset  # noqa: E402
-from minigpt4.evaluation import predict  # noqa: E402
-from minigpt4.model import EmotionLLaMA  # noqa: E402
-from minigpt4.pipeline import prepare_data  # noqa: E402
-from minigpt4.report import Prediction  # noqa: E402
+from minigpt4.models.build import build_model  # noqa: E402
+from minigpt4.config import split_cli  # noqa: E402
+from minigpt4.data.run_config import load_config
+from minigpt4.data.dataset import EmotionDataset  # noqa: E402
+from minigpt4.evaluation.evaluate import predict  # noqa: E402
+from minigpt4.models.model import EmotionLLaMA  # noqa: E402
+from minigpt4.data.pipeline import prepare_data  # noqa: E402
+from minigpt4.evaluation.report import Prediction  # noqa: E402
 
 UPSTREAM_MAX_NEW_TOKENS = 500
 
@@ -90,7 +91,7 @@ class DecodeCounter:
 
 def trained_checkpoint(cfg: DictConfig, folder: Path) -> Path:
     """Train ``cfg`` (the demo recipe by default) on its train split into ``folder``; return its ``final/``."""
-    from minigpt4.train_loop import fit
+    from minigpt4.training.loop import fit
 
     train_cfg = OmegaConf.merge(cfg, {"run": {"output_dir": str(folder)}})
     start = time.perf_counter()

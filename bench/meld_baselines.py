@@ -19,10 +19,10 @@ from sklearn.linear_model import LogisticRegression
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from minigpt4.config import load_config  # noqa: E402
-from minigpt4.corpora import load_corpus  # noqa: E402
-from minigpt4.metrics import compute_metrics  # noqa: E402
-from minigpt4.splits import select_splits  # noqa: E402
+from minigpt4.data.run_config import load_config  # noqa: E402
+from minigpt4.data.corpora import load_corpus  # noqa: E402
+from minigpt4.evaluation.metrics import compute_metrics  # noqa: E402
+from minigpt4.data.splits import select_splits  # noqa: E402
 
 
 def main(overrides: list[str]) -> int:

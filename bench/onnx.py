@@ -22,11 +22,12 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 import torch  # noqa: E402
 
-from minigpt4.build import build_model  # noqa: E402
-from minigpt4.collate import Collator  # noqa: E402
-from minigpt4.config import load_config, split_cli  # noqa: E402
-from minigpt4.onnx_export import check_exportable, export_onnx, onnx_logits, onnx_session  # noqa: E402
-from minigpt4.pipeline import prepare_data  # noqa: E402
+from minigpt4.models.build import build_model  # noqa: E402
+from minigpt4.data.collate import Collator  # noqa: E402
+from minigpt4.config import split_cli  # noqa: E402
+from minigpt4.data.run_config import load_config
+from minigpt4.serving.onnx_export import check_exportable, export_onnx, onnx_logits, onnx_session  # noqa: E402
+from minigpt4.data.pipeline import prepare_data  # noqa: E402
 
 
 def timed(run, batches: list) -> float:

@@ -24,8 +24,8 @@ import numpy as np
 import uvicorn
 
 from minigpt4.config import split_cli
-from minigpt4.inference import Example, Predictor, example_clips, load_predict_config, with_checkpoint
-from minigpt4.web import create_app
+from minigpt4.serving.predictor import Example, Predictor, example_clips, load_predict_config, with_checkpoint
+from minigpt4.serving.web import create_app
 
 
 def start_server(app) -> tuple[uvicorn.Server, str]:

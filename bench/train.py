@@ -24,11 +24,12 @@ from peft import LoraConfig, get_peft_model
 from transformers import LlamaForCausalLM
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from minigpt4.build import build_model  # noqa: E402
-from minigpt4.collate import Collator  # noqa: E402
-from minigpt4.config import load_config, split_cli  # noqa: E402
-from minigpt4.model import answer_logits_to_keep  # noqa: E402
-from minigpt4.pipeline import prepare_data  # noqa: E402
+from minigpt4.models.build import build_model  # noqa: E402
+from minigpt4.data.collate import Collator  # noqa: E402
+from minigpt4.config import split_cli  # noqa: E402
+from minigpt4.data.run_config import load_config
+from minigpt4.models.model import answer_logits_to_keep  # noqa: E402
+from minigpt4.data.pipeline import prepare_data  # noqa: E402
 
 
 def timed(step, n: int) -> tuple[float, float]:

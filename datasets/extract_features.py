@@ -22,7 +22,7 @@ import sys
 from omegaconf import OmegaConf
 
 from minigpt4.config import DataConfig
-from minigpt4.corpora import READERS, demo
+from minigpt4.data.corpora import READERS, demo
 from minigpt4.extract import DEFAULTS, build_extractors, parse_spec
 from minigpt4.extract.run import clip_jobs, extract_store, sample_jobs
 from minigpt4.modalities import STORE_MODALITIES

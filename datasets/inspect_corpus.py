@@ -15,7 +15,7 @@ from collections import Counter
 from omegaconf import OmegaConf
 
 from minigpt4.config import DataConfig
-from minigpt4.corpora import load_corpus
+from minigpt4.data.corpora import load_corpus
 from minigpt4.modalities import MODALITIES
 
 

@@ -17,11 +17,11 @@ import sys
 
 from omegaconf import OmegaConf
 
-from minigpt4 import output_folder
+from minigpt4.runtime import output_folder
 from minigpt4.config import DataConfig
-from minigpt4.corpora import load_corpus
-from minigpt4.features import pack_features
-from minigpt4.frames import pack_frames
+from minigpt4.data.corpora import load_corpus
+from minigpt4.features.store import pack_features
+from minigpt4.data.frames import pack_frames
 
 TOOL = "pack_features.py"
 

@@ -17,7 +17,9 @@ from typing import Sequence
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from .config import ENV_OVERRIDES, field_doc, load_config, split_cli
+from minigpt4.config import ENV_OVERRIDES, field_doc, split_cli
+
+from minigpt4.data.run_config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_RECIPE = REPO / "train_configs" / "demo.yaml"
@@ -58,7 +60,7 @@ def demo_checkpoints() -> list[Path]:
 
 def newest_demo_checkpoint() -> Path | None:
     """The most recently written finished demo checkpoint, or None when there is none yet."""
-    from .checkpoint import WEIGHTS
+    from minigpt4.models.checkpoint import WEIGHTS
 
     found = [p for p in demo_checkpoints() if (p / WEIGHTS).is_file()]
     return max(found, key=lambda p: (p / WEIGHTS).stat().st_mtime) if found else None

@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from minigpt4.labels import get_label_set
+from minigpt4.data.labels import get_label_set
 from minigpt4.modalities import folder_defaults
 
 DIM = 1024

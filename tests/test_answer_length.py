@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import torch
 
-from minigpt4.build import build_model
-from minigpt4.config import load_config
-from minigpt4.evaluation import predict
-from minigpt4.pipeline import prepare_data
+from minigpt4.models.build import build_model
+from minigpt4.data.run_config import load_config
+from minigpt4.evaluation.evaluate import predict
+from minigpt4.data.pipeline import prepare_data
 
 
 class RecordingModel(torch.nn.Module):

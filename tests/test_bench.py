@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from minigpt4.model import answer_logits_to_keep
+from minigpt4.models.model import answer_logits_to_keep
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -16,8 +16,8 @@ import uvicorn
 
 from media_clips import write_clip
 from serving_helpers import untrained_checkpoint
-from minigpt4.inference import Example, Predictor, load_predict_config
-from minigpt4.web import create_app
+from minigpt4.serving.predictor import Example, Predictor, load_predict_config
+from minigpt4.serving.web import create_app
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                  "--disable-background-networking", "--disable-component-update", "--no-first-run",

@@ -6,12 +6,13 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from minigpt4.build import build_model, build_tokenizer
-from minigpt4.config import ConfigError, load_config
+from minigpt4.models.build import build_model, build_tokenizer
+from minigpt4.config import ConfigError
+from minigpt4.data.run_config import load_config
 from minigpt4.modalities import SLOT_IDS
-from minigpt4.prompts import PromptBuilder, emotion_pool
-from minigpt4.labels import get_label_set
-from minigpt4.tiny_tokenizer import ASSET_DIR, train
+from minigpt4.data.prompts import PromptBuilder, emotion_pool
+from minigpt4.data.labels import get_label_set
+from minigpt4.models.tiny_tokenizer import ASSET_DIR, train
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -104,8 +105,8 @@ def test_training_and_evaluation_share_the_prompt():
     """Training and evaluation examples come from EmotionDataset; train-mode collation (right padding, answer
     appended) holds the very same prompt ids that prompt-mode collation left-pads, for prompts of different
     lengths in one batch."""
-    from minigpt4.collate import Collator
-    from minigpt4.pipeline import prepare_data
+    from minigpt4.data.collate import Collator
+    from minigpt4.data.pipeline import prepare_data
 
     cfg = load_config(None, ["data.modalities=[audio,text]", "data.instruction=0"])
     model = build_model(cfg)

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from minigpt4.config import ConfigError, load_config
+from minigpt4.config import ConfigError
+
+from minigpt4.data.run_config import load_config
 
 
 @pytest.mark.parametrize("override, expected", [

@@ -11,10 +11,10 @@ from safetensors.torch import load_file
 from transformers import LlamaConfig
 
 import convert_checkpoint
-from minigpt4.build import build_model
-from minigpt4.checkpoint import WEIGHTS
-from minigpt4.config import load_config
-from minigpt4.convert import PROJECTOR_MAP, load_upstream_checkpoint
+from minigpt4.models.build import build_model
+from minigpt4.models.checkpoint import WEIGHTS
+from minigpt4.data.run_config import load_config
+from minigpt4.models.convert import PROJECTOR_MAP, load_upstream_checkpoint
 from tiny_backbones import save_backbone
 
 KEYS = json.loads((Path(__file__).resolve().parent / "data" / "upstream" / "emotion_llama_checkpoint_keys.json")
@@ -127,7 +127,7 @@ def test_converted_folder_loads_with_model_checkpoint(tmp_path, capsys, caplog):
     state = upstream_state(build_model(cfg), layers=2)
     torch.save({"model": state, **OTHER_ENTRIES}, tmp_path / "checkpoint_best.pth")
     # Loading the .pth directly skips the buffers by name, with a log line.
-    with caplog.at_level(logging.INFO, logger="minigpt4.convert"):
+    with caplog.at_level(logging.INFO, logger="minigpt4.models.convert"):
         direct = build_model(load_config(None, [*overrides, f"model.upstream_checkpoint={tmp_path / 'checkpoint_best.pth'}"]))
     assert "skipped 2 known non-parameter buffers" in caplog.text
     out = tmp_path / "converted"

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from minigpt4.config import DataConfig
-from minigpt4.corpora import CorpusError, load_corpus
+from minigpt4.data.corpora import CorpusError, load_corpus
 
 TRAIN = [{"conversation_ID": 1, "conversation": [
     {"utterance_ID": 1, "text": "Alright , so I am back in high school .", "speaker": "Chandler", "emotion": "neutral"},

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from minigpt4.config import DataConfig
-from minigpt4.corpora import CorpusError, load_corpus
+from minigpt4.data.corpora import CorpusError, load_corpus
 
 EVAL_S1 = """% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]
 

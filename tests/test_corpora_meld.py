@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from minigpt4.config import DataConfig
-from minigpt4.corpora import CorpusError, load_corpus
-from minigpt4.corpora.meld import repair_text
+from minigpt4.data.corpora import CorpusError, load_corpus
+from minigpt4.data.corpora.meld import repair_text
 
 HEADER = "Sr No.,Utterance,Speaker,Emotion,Sentiment,Dialogue_ID,Utterance_ID,Season,Episode,StartTime,EndTime\n"
 TRAIN = HEADER + (

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from minigpt4.config import DataConfig
-from minigpt4.corpora import CorpusError, load_corpus
+from minigpt4.data.corpora import CorpusError, load_corpus
 
 COARSE = "sample_00000003 43 happy\nsample_00000047 22 surprise\nsample_00000013 250 worried\n"
 FINE = "sample_00000023 35 angry -1.174107\nsample_00000047 22 surprise -0.61232674\n"

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from minigpt4.config import load_config
-from minigpt4.corpora import load_corpus
-from minigpt4.cross_validation import (
+from minigpt4.data.run_config import load_config
+from minigpt4.data.corpora import load_corpus
+from minigpt4.cross_validation.plan import (
     CrossValidationError,
     Options,
     ablation_subsets,
@@ -27,8 +27,8 @@ from minigpt4.cross_validation import (
     run,
     unit_config,
 )
-from minigpt4.fold_launch import FoldLaunchError, auto_jobs, device_sets
-from minigpt4.splits import cv_pool
+from minigpt4.cross_validation.launch import FoldLaunchError, auto_jobs, device_sets
+from minigpt4.data.splits import cv_pool
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "train_configs" / "demo.yaml"

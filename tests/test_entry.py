@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from minigpt4 import entry
-from minigpt4.config import ENV_OVERRIDES, field_doc, load_config
+from minigpt4.config import ENV_OVERRIDES, field_doc
+from minigpt4.data.run_config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 ENTRY_POINTS = ["train.py", "eval_emotion.py", "cross_train.py", "predict.py", "app.py"]

@@ -14,8 +14,8 @@ import pytest
 
 from media_clips import sweep, truncate, write_clip
 from minigpt4.extract.store import extractors_from_store, read_manifest
-from minigpt4.features import PackedFeatureStore
-from minigpt4.output_folder import OutputFolderError
+from minigpt4.features.store import PackedFeatureStore
+from minigpt4.runtime.output_folder import OutputFolderError
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "datasets"))
@@ -140,10 +140,10 @@ def write_meld(root: Path, dialogues: dict[str, int]) -> int:
 
 @pytest.mark.slow
 def test_real_clips_extract_then_train_and_evaluate(tmp_path: Path) -> None:
-    from minigpt4.build import build_model
-    from minigpt4.config import load_config
-    from minigpt4.evaluation import run_evaluation
-    from minigpt4.train_loop import fit
+    from minigpt4.models.build import build_model
+    from minigpt4.data.run_config import load_config
+    from minigpt4.evaluation.evaluate import run_evaluation
+    from minigpt4.training.loop import fit
 
     root, store = tmp_path / "MELD", tmp_path / "store"
     clips = write_meld(root, {"train": 4, "dev": 1, "test": 1})

@@ -5,10 +5,10 @@ import cv2
 import numpy as np
 import pytest
 
-import minigpt4.text_features as text_features
-from minigpt4.features import FeatureError, NpyFolderFeatures, PackedFeatureStore, RoutedFeatures, pack_features
-from minigpt4.frames import FrameError, FrameReader, PackedFrames, load_frame, pack_frames
-from minigpt4.samples import Sample
+import minigpt4.data.text_features as text_features
+from minigpt4.features.store import FeatureError, NpyFolderFeatures, PackedFeatureStore, RoutedFeatures, pack_features
+from minigpt4.data.frames import FrameError, FrameReader, PackedFrames, load_frame, pack_frames
+from minigpt4.data.samples import Sample
 
 
 def folders(tmp_path, ids=("a", "b"), dim=8):

@@ -5,8 +5,8 @@ from collections import Counter
 
 import pytest
 
-from minigpt4.folds import carve_val, group_folds
-from minigpt4.samples import Sample
+from minigpt4.data.folds import carve_val, group_folds
+from minigpt4.data.samples import Sample
 
 
 def make(n_groups: int, per_group: int, labels=("a", "b", "c")) -> list[Sample]:

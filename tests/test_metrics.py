@@ -12,8 +12,8 @@ from sklearn.metrics import (
 )
 from sklearn.preprocessing import MultiLabelBinarizer
 
-from minigpt4.labels import get_label_set
-from minigpt4.metrics import compute_metrics
+from minigpt4.data.labels import get_label_set
+from minigpt4.evaluation.metrics import compute_metrics
 
 IEMO4 = get_label_set("iemocap_4class")  # happy, sad, neutral, angry: not alphabetical on purpose
 

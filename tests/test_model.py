@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from minigpt4.build import build_model
-from minigpt4.collate import Collator
-from minigpt4.config import load_config
-from minigpt4.convert import load_upstream_checkpoint
-from minigpt4.model import SlotCountError
+from minigpt4.models.build import build_model
+from minigpt4.data.collate import Collator
+from minigpt4.data.run_config import load_config
+from minigpt4.models.convert import load_upstream_checkpoint
+from minigpt4.models.model import SlotCountError
 from minigpt4.modalities import SLOTS
-from minigpt4.prompts import PromptBuilder
+from minigpt4.data.prompts import PromptBuilder
 from test_backbones import check_score_equals_forward
 
 ANSWERS = ["happy", "sad", "neutral", "angry"]
@@ -198,7 +198,7 @@ def test_timm_frame_encoder_loads_local_weights(tmp_path):
     import timm
     from safetensors.torch import save_file
 
-    from minigpt4.vision import FrameEncoder
+    from minigpt4.models.vision import FrameEncoder
 
     reference = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=32, num_classes=0)
     save_file(reference.state_dict(), tmp_path / "vit.safetensors")

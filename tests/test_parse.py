@@ -1,7 +1,7 @@
 """Answer parsing: whole-word, alias-aware, order of first mention, unparsed stays empty."""
 import pytest
 
-from minigpt4.labels import LABEL_SETS, LabelSet, get_label_set
+from minigpt4.data.labels import LABEL_SETS, LabelSet, get_label_set
 
 IEMO4 = get_label_set("iemocap_4class")
 IEMO6 = get_label_set("iemocap_6class")

@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minigpt4.labels import LabelSet, get_label_set
-from minigpt4.report import (
+from minigpt4.data.labels import LabelSet, get_label_set
+from minigpt4.evaluation.report import (
     Prediction,
     mean_std,
     read_predictions,
@@ -148,7 +148,7 @@ def test_write_table(tmp_path: Path) -> None:
 
 
 def test_summarize_folds(tmp_path: Path) -> None:
-    from minigpt4.metrics import compute_metrics
+    from minigpt4.evaluation.metrics import compute_metrics
 
     folds = {
         "fold1": compute_metrics([["happy"], ["sad"]], [["happy"], []], IEMO4, "single"),

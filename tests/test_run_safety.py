@@ -14,12 +14,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from minigpt4 import checkpoint as ckpt
-from minigpt4.config import load_config
-from minigpt4.output_folder import MARKER, OutputFolderError, claim
-from minigpt4.run_folder import RunFolderError
-from minigpt4.run_lock import LOCK_FILE, RunLock, RunLocked
-from minigpt4.train_loop import TrainingInterrupted, fit
+from minigpt4.models import checkpoint as ckpt
+from minigpt4.data.run_config import load_config
+from minigpt4.runtime.output_folder import MARKER, OutputFolderError, claim
+from minigpt4.runtime.run_folder import RunFolderError
+from minigpt4.runtime.run_lock import LOCK_FILE, RunLock, RunLocked
+from minigpt4.training.loop import TrainingInterrupted, fit
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ["run.eval_every=0", "eval.max_samples=16", "run.log_every=1", "run.warmup_steps=2"]
@@ -88,7 +88,7 @@ def test_train_refuses_a_folder_of_another_run(tmp_path: Path) -> None:
 def test_sigterm_checkpoints_and_resume_continues(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     args = ("run.max_steps=4", "run.save_every=0", "run.batch_size=4")
     fit(cfg_for(tmp_path / "a", *args))
-    from minigpt4.engine import TorchEngine
+    from minigpt4.training.engine import TorchEngine
 
     original, calls = TorchEngine.step, {"n": 0}
 
@@ -137,7 +137,7 @@ def test_second_trainer_on_one_folder_fails_naming_the_first(tmp_path: Path) -> 
 
 @pytest.mark.slow
 def test_sigkilled_cross_train_leaves_no_trainer_and_the_rerun_matches(tmp_path: Path) -> None:
-    from minigpt4.cross_validation import Options, run
+    from minigpt4.cross_validation.plan import Options, run
 
     overrides = ["run.max_steps=12", "run.epochs=1", "run.eval_every=0", "run.log_every=1", "run.save_every=0",
                  "eval.max_samples=8", "eval.max_new_tokens=4"]
@@ -205,7 +205,7 @@ def test_rescoring_never_rewrites_the_original_reports(tmp_path: Path, capsys) -
 
 
 def test_rescoring_names_a_sample_whose_gold_label_is_unknown(tmp_path: Path) -> None:
-    from minigpt4.report import rescore
+    from minigpt4.evaluation.report import rescore
 
     (tmp_path / "p.jsonl").write_text(json.dumps({"id": "dia3_utt1", "gold": ["joy"], "pred": ["sad"], "text": "sad"})
                                       + "\n")
@@ -215,7 +215,7 @@ def test_rescoring_names_a_sample_whose_gold_label_is_unknown(tmp_path: Path) ->
 
 
 def test_cross_train_never_deletes_a_fold_a_trainer_still_holds(tmp_path: Path) -> None:
-    from minigpt4.cross_validation import CrossValidationError, Options, base_config, eval_section, prepare_unit
+    from minigpt4.cross_validation.plan import CrossValidationError, Options, base_config, eval_section, prepare_unit
 
     opts = Options(cfg_path=ROOT / "train_configs" / "demo.yaml", overrides=[f"run.output_dir={tmp_path}"])
     base = base_config(opts)
@@ -229,7 +229,7 @@ def test_cross_train_never_deletes_a_fold_a_trainer_still_holds(tmp_path: Path) 
 
 def test_another_label_mode_gets_its_own_default_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`--label-mode multi` on the single-label demo is another study: it must not land in runs/cross/demo."""
-    from minigpt4.cross_validation import Options, base_config
+    from minigpt4.cross_validation.plan import Options, base_config
 
     monkeypatch.chdir(tmp_path)
     demo = ROOT / "train_configs" / "demo.yaml"

@@ -12,12 +12,12 @@ import torch
 from tokenizers import Tokenizer, decoders, models
 from transformers import PreTrainedTokenizerFast
 
-from minigpt4.build import build_model
-from minigpt4.collate import Collator
-from minigpt4.config import load_config
-from minigpt4.evaluation import _empty_prompt_prior, predict
-from minigpt4.pipeline import prepare_data
-from minigpt4.scoring import candidate_sets, choose, label_marginals, normalise, tune_threshold
+from minigpt4.models.build import build_model
+from minigpt4.data.collate import Collator
+from minigpt4.data.run_config import load_config
+from minigpt4.evaluation.evaluate import _empty_prompt_prior, predict
+from minigpt4.data.pipeline import prepare_data
+from minigpt4.evaluation.scoring import candidate_sets, choose, label_marginals, normalise, tune_threshold
 
 N = 12
 # A near-uniform untrained backbone (init std 0.02): every character costs about log(vocabulary) nats.

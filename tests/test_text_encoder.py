@@ -13,16 +13,16 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from minigpt4 import checkpoint as ckpt
-from minigpt4.build import build_model
-from minigpt4.collate import Collator
-from minigpt4.config import load_config
-from minigpt4.dialogue import DialogueTokenizer
-from minigpt4.heads import ClassifierHead, tune_thresholds
-from minigpt4.pipeline import prepare_data
-from minigpt4.text_encoder import segment_mean
-from minigpt4.engine import make_optimizer
-from minigpt4.train_loop import fit
+from minigpt4.models import checkpoint as ckpt
+from minigpt4.models.build import build_model
+from minigpt4.data.collate import Collator
+from minigpt4.data.run_config import load_config
+from minigpt4.data.dialogue import DialogueTokenizer
+from minigpt4.models.classifier import ClassifierHead, tune_thresholds
+from minigpt4.data.pipeline import prepare_data
+from minigpt4.models.text_encoder import segment_mean
+from minigpt4.training.engine import make_optimizer
+from minigpt4.training.loop import fit
 
 ROOT = Path(__file__).resolve().parents[1]
 MELD_ROOT = Path(os.environ.get("MELD_ROOT", ROOT / ".." / "shared" / "data" / "meld"))
@@ -138,7 +138,7 @@ def test_shipped_meld_text_configs_train_and_evaluate(tmp_path: Path, name: str)
 
 @needs_meld
 def test_onnx_export_matches_pytorch_on_meld_dev(tmp_path: Path) -> None:
-    from minigpt4.onnx_export import export_onnx, onnx_logits, onnx_session
+    from minigpt4.serving.onnx_export import export_onnx, onnx_logits, onnx_session
 
     cfg = meld_cfg(CLASSIFIER, "model.text_encoder.tune=lora")
     model = build_model(cfg).eval()

@@ -12,13 +12,14 @@ import torch
 from omegaconf import OmegaConf
 from safetensors.torch import load_file, save_file
 
-from minigpt4 import checkpoint as ckpt
-from minigpt4.build import build_model
-from minigpt4.collate import Collator
-from minigpt4.config import ConfigError, load_config
-from minigpt4.pipeline import prepare_data
-from minigpt4.engine import lr_lambda
-from minigpt4.train_loop import WeightedShardSampler, fit
+from minigpt4.models import checkpoint as ckpt
+from minigpt4.models.build import build_model
+from minigpt4.data.collate import Collator
+from minigpt4.config import ConfigError
+from minigpt4.data.run_config import load_config
+from minigpt4.data.pipeline import prepare_data
+from minigpt4.training.engine import lr_lambda
+from minigpt4.training.loop import WeightedShardSampler, fit
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ["run.eval_every=0", "eval.max_samples=16", "run.log_every=1", "run.warmup_steps=2"]
@@ -213,7 +214,7 @@ def test_deepspeed_zero2_steps_on_cpu(tmp_path: Path) -> None:
 def test_multi_label_run_saves_the_threshold_chosen_on_validation(tmp_path: Path) -> None:
     import json
 
-    from minigpt4.scoring import DECISION_FILE, THRESHOLD_GRID
+    from minigpt4.evaluation.scoring import DECISION_FILE, THRESHOLD_GRID
 
     final = fit(cfg_for(tmp_path, "run.max_steps=3", "data.label_mode=multi", "data.modalities=[audio]"))
     decision = json.loads((final / DECISION_FILE).read_text())

@@ -10,8 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from minigpt4.config import load_config
-from minigpt4.vision import FrameEncoder
+from minigpt4.data.run_config import load_config
+from minigpt4.models.vision import FrameEncoder
 
 UPSTREAM = Path(__file__).resolve().parent / "data" / "upstream"
 SMALL = ["model.vision.kind=eva_upstream", "model.vision.image_size=448", "model.vision.patch_size=14",
@@ -81,7 +81,7 @@ def test_small_lavis_file_loads_and_matches_reference_forward(tmp_path: Path, ca
     state = lavis_file()
     torch.save(state, tmp_path / "eva_vit_g.pth")
     vcfg = load_config(None, [*SMALL, f"model.vision.checkpoint={tmp_path / 'eva_vit_g.pth'}"]).model.vision
-    with caplog.at_level(logging.INFO, logger="minigpt4.vision"):
+    with caplog.at_level(logging.INFO, logger="minigpt4.models.vision"):
         encoder = FrameEncoder(vcfg)
     extra = sorted(k for k in state if k.startswith("blocks.2."))
     assert sorted(encoder.unused_keys) == extra

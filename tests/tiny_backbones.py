@@ -11,7 +11,7 @@ import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
-from minigpt4.tiny_tokenizer import ASSET_DIR
+from minigpt4.models.tiny_tokenizer import ASSET_DIR
 
 FAMILIES = {
     "llama": (LlamaConfig, LlamaForCausalLM, ["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"],

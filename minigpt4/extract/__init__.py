@@ -13,14 +13,14 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from .acoustic import AcousticStats
-from .base import ClipFeatures, ClipInputs, Extractor, extract_clip, extract_inputs
-from .expression import FaceExpression
-from .media import DecodedClip, MediaError, decode_clip
-from .motion import MotionStats
-from .store import extractors_from_store
-from .text import MiniLMText
-from .upstream import FaceMAE, HubertAudio, VideoMAEVideo
+from minigpt4.extract.acoustic import AcousticStats
+from minigpt4.extract.base import ClipFeatures, ClipInputs, Extractor, extract_clip, extract_inputs
+from minigpt4.extract.expression import FaceExpression
+from minigpt4.extract.media import DecodedClip, MediaError, decode_clip
+from minigpt4.extract.motion import MotionStats
+from minigpt4.extract.store import extractors_from_store
+from minigpt4.extract.text import MiniLMText
+from minigpt4.extract.upstream import FaceMAE, HubertAudio, VideoMAEVideo
 
 __all__ = ["EXTRACTORS", "DEFAULTS", "ClipFeatures", "ClipInputs", "DecodedClip", "Extractor", "MediaError",
            "build_extractors", "decode_clip", "extract_clip", "extract_inputs", "extractors_from_store",

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from .base import ClipInputs, Extractor
-from .media import MediaError
+from minigpt4.extract.base import ClipInputs, Extractor
+from minigpt4.extract.media import MediaError
 
 N_MFCC = 20
 SILENCE_RMS = 1e-4

@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import ClipInputs, Extractor
-from .media import MediaError
+from minigpt4.extract.base import ClipInputs, Extractor
+from minigpt4.extract.media import MediaError
 
 FER_CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 """FER-2013 class order, the order of the network's outputs."""

@@ -11,8 +11,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .base import ClipInputs, Extractor
-from .media import MediaError
+from minigpt4.extract.base import ClipInputs, Extractor
+from minigpt4.extract.media import MediaError
 
 GRID = 4
 SIZE = 64

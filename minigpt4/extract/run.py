@@ -16,12 +16,12 @@ from typing import Any, Mapping, Sequence
 
 from tqdm import tqdm
 
-from .. import modalities
-from ..output_folder import OutputFolderError, claim, fingerprint
-from . import build_extractors
-from .base import Extractor, extract_clip
-from .media import MEDIA_SUFFIXES, MediaError
-from .store import MANIFEST, PartInfo, manifest, pack, part_path, write_part
+from minigpt4 import modalities
+from minigpt4.runtime.output_folder import OutputFolderError, claim, fingerprint
+from minigpt4.extract import build_extractors
+from minigpt4.extract.base import Extractor, extract_clip
+from minigpt4.extract.media import MEDIA_SUFFIXES, MediaError
+from minigpt4.extract.store import MANIFEST, PartInfo, manifest, pack, part_path, write_part
 
 TOOL = "datasets/extract_features.py"
 
@@ -59,7 +59,7 @@ def clip_jobs(inputs: Sequence[str | Path]) -> list[Job]:
 
 def sample_jobs(samples: Sequence[Any]) -> list[Job]:
     """Jobs for corpus samples: the sample's media, cut to its segment and speaker side when it has them."""
-    from ..frames import media_path
+    from minigpt4.data.frames import media_path
 
     jobs = []
     for sample in samples:

@@ -17,9 +17,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..features import INDEX_FILE, STORE_FORMAT, FeatureError
-from ..frames import FRAMES_FORMAT
-from .base import ClipFeatures, Extractor
+from minigpt4.features.store import INDEX_FILE, STORE_FORMAT, FeatureError
+from minigpt4.data.frames import FRAMES_FORMAT
+from minigpt4.extract.base import ClipFeatures, Extractor
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "emotion-llama-extraction-v1"
@@ -51,7 +51,8 @@ def store_shapes(store: str | Path) -> dict[str, tuple[int, int]]:
 
 def extractors_from_store(store: str | Path) -> dict[str, Extractor]:
     """The extractors recorded in a store's manifest, rebuilt with their exact configs (versions checked)."""
-    from . import EXTRACTORS, build_extractors
+    from minigpt4.extract import EXTRACTORS
+    from minigpt4.extract import build_extractors
 
     entries = read_manifest(store)["modalities"]
     for modality, entry in entries.items():

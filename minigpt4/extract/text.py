@@ -5,13 +5,13 @@ from typing import Any
 
 import numpy as np
 
-from ..text_features import DIM, embed_texts
-from .base import ClipInputs, Extractor
-from .media import MediaError
+from minigpt4.features.minilm import DIM, embed_texts
+from minigpt4.extract.base import ClipInputs, Extractor
+from minigpt4.extract.media import MediaError
 
 
 class MiniLMText(Extractor):
-    """Same embedding the training pipeline caches for transcripts (``minigpt4.text_features``)."""
+    """Same embedding the training pipeline caches for transcripts (``minigpt4.features.minilm``)."""
 
     name = "minilm"
     modality = "text"

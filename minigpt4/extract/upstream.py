@@ -19,8 +19,8 @@ import cv2
 import numpy as np
 import torch
 
-from .base import ClipInputs, Extractor
-from .media import MediaError
+from minigpt4.extract.base import ClipInputs, Extractor
+from minigpt4.extract.media import MediaError
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)

@@ -1,0 +1,54 @@
+"""Config -> corpus -> split samples -> datasets: the one path training and evaluation both take."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from omegaconf import DictConfig
+
+from minigpt4.data.corpora import Corpus, load_corpus
+from minigpt4.data.dataset import EmotionDataset, class_weights
+from minigpt4.data.dialogue import DialogueTokenizer
+from minigpt4.models.model import EmotionLLaMA
+from minigpt4.modalities import SLOTS
+from minigpt4.data.prompts import PromptBuilder
+from minigpt4.data.splits import select_splits
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunData:
+    corpus: Corpus
+    splits: dict[str, list]
+    builder: PromptBuilder
+    dialogue: DialogueTokenizer | None = None
+    """Tokeniser of the trainable text encoder's input; None when the text slot reads cached features."""
+
+    def dataset(self, split: str, cfg: DictConfig, model: EmotionLLaMA, train: bool = False) -> EmotionDataset:
+        samples = self.splits[split]
+        if not samples:
+            raise ValueError(f"corpus {self.corpus.name} has no samples in split {split!r} for this run")
+        weights = (class_weights([s.label for s in self.splits["train"]])
+                   if train and cfg.run.balance == "loss" else None)
+        vision = cfg.model.vision
+        return EmotionDataset(
+            samples, self.corpus, self.builder, cfg, model_slots=[s for s in SLOTS if s in model.slot_tokens],
+            image_size=vision.image_size, mean=vision.mean, std=vision.std,
+            feature_shapes={k: (m.tokens, m.dim) for k, m in cfg.model.features.items()},
+            train=train, weights=weights, dialogue=self.dialogue)
+
+
+def prepare_data(cfg: DictConfig, model: EmotionLLaMA) -> RunData:
+    """Load the corpus for the modalities the run feeds (zeroed ones need no files) and split it."""
+    dims = {k: m.dim for k, m in cfg.model.features.items()}
+    encoder = cfg.model.text_encoder
+    corpus = load_corpus(cfg.data, list(cfg.data.modalities), dims, cached_text=not encoder.enabled)
+    for sample_id, why in corpus.skipped:
+        log.warning("skipped %s: %s", sample_id, why)
+    builder = PromptBuilder(model.tokenizer, model.slot_tokens, cfg.model.llm.prompt_template,
+                            cfg.model.llm.use_chat_template, cfg.model.max_prompt_tokens, cfg.model.max_answer_tokens)
+    splits = select_splits(corpus.samples, cfg)
+    log.info("corpus %s: %s", corpus.name, ", ".join(f"{k} {len(v)}" for k, v in splits.items()))
+    dialogue = DialogueTokenizer(encoder.max_length) if encoder.enabled else None
+    return RunData(corpus, splits, builder, dialogue)

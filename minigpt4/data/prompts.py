@@ -1,0 +1,177 @@
+"""Instruction pools, the prompt template and the one prompt builder used by training and evaluation.
+
+The builder turns an instruction with modality placeholders into token ids plus a parallel ``slots`` list
+that says which positions the model fills with modality embeddings. Placeholders never enter the vocabulary,
+so any backbone works without resizing its embeddings.
+"""
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass
+from typing import Sequence
+
+from transformers import PreTrainedTokenizerBase
+
+from minigpt4 import modalities
+from minigpt4.data.labels import LabelSet
+
+_PLACEHOLDER = {m.name: m.placeholder for m in modalities.REGISTRY}
+_PLACEHOLDER_RE = re.compile("(" + "|".join(map(re.escape, _PLACEHOLDER.values())) + ")")
+_SLOT_OF = {v: k for k, v in _PLACEHOLDER.items()}
+_BLOCKS = {block: modalities.block_order(block) for block in ("video", "feature")}
+
+# Upstream's instruction lists labels in its own order, not the label-index order.
+_UPSTREAM_LABEL_TEXT = {
+    "merr": "happy, sad, neutral, angry, worried, surprise, fear, contempt, doubt",
+    "mer2023": "happy, sad, neutral, angry, worried, surprise",
+}
+EMOTION_POOL: tuple[str, ...] = (
+    "Please determine which emotion label in the video represents: {labels}.",
+    "Which emotion does the person in the video express? Choose one of: {labels}.",
+    "Identify the emotion of the speaker in the video. The options are: {labels}.",
+    "Classify the emotional state shown in the video as one of the following: {labels}.",
+    "From the facial expression, the voice and the words, which emotion is shown: {labels}?",
+)
+MULTI_EMOTION_POOL: tuple[str, ...] = (
+    "Please determine which emotion labels in the video apply, listing every one that does: {labels}.",
+    "Which emotions does the person in the video express? Name all that apply from: {labels}.",
+    "List every emotion shown by the speaker in the video, choosing from: {labels}.",
+)
+REASON_POOL: tuple[str, ...] = (
+    "Please analyze all the clues in the video and reason out the emotional label of the person in the video.",
+    "What is the emotional state of the person in the video? Please tell me the reason.",
+    "What are the facial expressions and vocal tone used in the video? What is the intended meaning behind his "
+    "words? Which emotion does this reflect?",
+    "Please integrate information from various modalities to infer the emotional category of the person in the "
+    "video.",
+    "Could you describe the emotion-related features of the individual in the video? What emotional category do "
+    "they fall into?",
+)
+
+
+def emotion_pool(label_set: LabelSet, label_mode: str, custom: Sequence[str] | None = None) -> list[str]:
+    """The ``emotion`` instructions for a label set, with its labels written in."""
+    labels = _UPSTREAM_LABEL_TEXT.get(label_set.name, ", ".join(label_set.labels))
+    pool = custom or (MULTI_EMOTION_POOL if label_mode == "multi" else EMOTION_POOL)
+    return [p.format(labels=labels) if "{labels}" in p else p for p in pool]
+
+
+def all_pool_text() -> str:
+    """Every fixed word of the prompts (for training the tiny tokenizer)."""
+    parts = [*EMOTION_POOL, *MULTI_EMOTION_POOL, *REASON_POOL, "[INST] [/INST] <video></video> <feature></feature>",
+             "The person in video says:", "Earlier in the conversation:", "[emotion] [reason]"]
+    return " ".join(parts)
+
+
+def normalize_caption(text: str, max_words: int = 200) -> str:
+    """Upstream's ``blip_caption`` for reason answers: lower case, punctuation to spaces, at most 200 words."""
+    text = re.sub(r"[.!\"()*#:;~]", " ", text.lower())
+    return " ".join(text.split()[:max_words])
+
+
+def choose_instruction(pool: Sequence[str], fixed: int | None, rng: random.Random | None) -> str:
+    """A fixed pool entry, a random one (training), or the first (deterministic evaluation)."""
+    if fixed is not None:
+        if not 0 <= fixed < len(pool):
+            raise ValueError(f"data.instruction={fixed} is outside the instruction pool (size {len(pool)})")
+        return pool[fixed]
+    return rng.choice(list(pool)) if rng is not None else pool[0]
+
+
+@dataclass(frozen=True)
+class EncodedPrompt:
+    ids: list[int]
+    slots: list[int]
+    """Per position: 0 for a text token, else the slot id (``modalities.SLOT_IDS``) of the embedding there."""
+
+
+class PromptBuilder:
+    """Writes and tokenises prompts: ``BOS [INST] <video>..</video> <feature>..</feature> says.. [task] ... [/INST]``."""
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, slot_tokens: dict[str, int], template: str,
+                 use_chat_template: bool = False, max_prompt_tokens: int = 384, max_answer_tokens: int = 64) -> None:
+        self.tokenizer = tokenizer
+        self.slot_tokens = dict(slot_tokens)
+        self.template = template
+        self.use_chat_template = use_chat_template
+        self.max_prompt_tokens = max_prompt_tokens
+        self.max_answer_tokens = max_answer_tokens
+        if "{}" not in template and not use_chat_template:
+            raise ValueError(f"prompt_template {template!r} must contain '{{}}' where the instruction goes")
+        self._pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+    def instruction(self, task: str, instruction: str, slots: Sequence[str], transcript: str | None,
+                    context: Sequence[str] = ()) -> str:
+        """The user turn with placeholders, upstream's exact wording (double space included)."""
+        head = ""
+        for block, names in _BLOCKS.items():
+            inner = "".join(_PLACEHOLDER[s] for s in names if s in slots)
+            if inner:
+                head += f"<{block}>{inner}</{block}> "
+        said = ""
+        if context:
+            said += "Earlier in the conversation: " + " ".join(f'"{c}"' for c in context) + ". "
+        if transcript is not None:
+            said += f"The person in video says: {transcript}. "
+        return f"{head}{said} [{task}] {instruction} "
+
+    def wrap(self, instruction: str) -> str:
+        if self.use_chat_template:
+            return self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": instruction}], tokenize=False, add_generation_prompt=True)
+        return self.template.format(instruction)
+
+    def encode(self, instruction: str) -> EncodedPrompt:
+        """Tokenise the wrapped prompt; each placeholder becomes ``slot_tokens[slot]`` positions."""
+        pieces = _PLACEHOLDER_RE.split(self.wrap(instruction))
+        texts = [p for p in pieces if p and p not in _SLOT_OF]
+        encoded = iter(self.tokenizer(texts, add_special_tokens=False)["input_ids"]) if texts else iter(())
+        ids: list[int] = []
+        slots: list[int] = []
+        bos = self.tokenizer.bos_token_id
+        if bos is not None and not self.use_chat_template:
+            ids.append(bos)
+            slots.append(0)
+        for piece in pieces:
+            if not piece:
+                continue
+            if piece in _SLOT_OF:
+                name = _SLOT_OF[piece]
+                n = self.slot_tokens[name]
+                ids.extend([self._pad] * n)
+                slots.extend([modalities.SLOT_IDS[name]] * n)
+            else:
+                tok = next(encoded)
+                ids.extend(tok)
+                slots.extend([0] * len(tok))
+        return EncodedPrompt(ids, slots)
+
+    def build(self, task: str, instruction: str, slots: Sequence[str], transcript: str | None,
+              context: Sequence[str] = ()) -> EncodedPrompt:
+        """Encode, dropping the oldest context turns and then transcript words until the text fits."""
+        context = list(context)
+        words = transcript.split() if transcript is not None else None
+        while True:
+            said = " ".join(words) if words is not None else None
+            enc = self.encode(self.instruction(task, instruction, slots, said, context))
+            text_tokens = sum(1 for s in enc.slots if s == 0)
+            if text_tokens <= self.max_prompt_tokens:
+                return enc
+            if context:
+                context.pop(0)
+            elif words:
+                words = words[: max(0, len(words) - max(1, (text_tokens - self.max_prompt_tokens) // 2))]
+            else:
+                raise ValueError(
+                    f"the instruction alone takes {text_tokens} tokens, more than model.max_prompt_tokens="
+                    f"{self.max_prompt_tokens}")
+
+    def encode_answer(self, answer: str) -> list[int]:
+        """Answer tokens plus EOS: the training target and the candidates that ``score`` ranks.
+
+        A longer answer (a long reason) keeps its first ``max_answer_tokens - 1`` tokens, then EOS, so training
+        never learns answers longer than generation is allowed to produce.
+        """
+        ids = self.tokenizer(answer, add_special_tokens=False)["input_ids"][:self.max_answer_tokens - 1]
+        return ids + [self.tokenizer.eos_token_id]

@@ -1,0 +1,37 @@
+"""Which samples train, validate and test a run: the corpus's own splits, or one cross-validation fold.
+
+Checkpoints are chosen on an inner validation split carved from the training groups (or the corpus's dev
+split), never on the held-out fold or the test split.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+from omegaconf import DictConfig
+
+from minigpt4.data.folds import carve_val, group_folds
+from minigpt4.data.samples import Sample
+
+
+def cv_pool(samples: Sequence[Sample]) -> list[Sample]:
+    """Samples that cross-validation folds are drawn from: everything but the corpus's test split."""
+    return [s for s in samples if s.split != "test"]
+
+
+def select_splits(samples: Sequence[Sample], cfg: DictConfig) -> dict[str, list[Sample]]:
+    """``train``, ``val``, ``test`` and, when ``run.fold`` is set (1-based), the held-out ``fold``."""
+    run, data = cfg.run, cfg.data
+    test = [s for s in samples if s.split == "test"]
+    if run.fold is None:
+        dev = [s for s in samples if s.split == "dev"]
+        rest = [s for s in samples if s.split not in ("test", "dev")]
+        # A test-only annotation file (evaluation of a released checkpoint) has nothing to carve.
+        train, val = (rest, dev) if dev or not rest else carve_val(rest, data.val_fraction, run.seed)
+        return {"train": train, "val": val, "test": test, "fold": []}
+    folds = group_folds(cv_pool(samples), run.num_folds, run.seed)
+    if not 1 <= run.fold <= len(folds):
+        raise ValueError(f"run.fold={run.fold} is outside 1..{len(folds)} (run.num_folds={run.num_folds})")
+    held = folds[run.fold - 1]
+    rest = [s for k, fold in enumerate(folds) if k != run.fold - 1 for s in fold]
+    train, val = carve_val(rest, data.val_fraction, run.seed)
+    return {"train": train, "val": val, "test": test, "fold": held}

@@ -1,0 +1,195 @@
+"""Checkpoint folders: trainable weights, the resolved config, the tokenizer and (for resume) the loop state.
+
+Layout of one folder::
+
+    trainable.safetensors   projectors + LoRA adapters (``EmotionLLaMA.trainable_state_dict``)
+    config.yaml             the resolved run config
+    tokenizer/              the packaged tiny tokenizer (absent when the config names a fixed tokenizer path)
+    state.pt                optimizer, scheduler, step, epoch, position in the epoch, RNG states (resume only)
+    deepspeed/              the DeepSpeed engine's own checkpoint (resume of DeepSpeed runs only)
+
+A folder is written under a temporary name and renamed into place, so a crash never leaves a folder that
+looks complete but is not: readers only ever see a finished checkpoint or none.
+"""
+from __future__ import annotations
+
+import os
+import random
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from minigpt4.config import ConfigError, save_config
+from minigpt4.models.model import EmotionLLaMA
+
+WEIGHTS = "trainable.safetensors"
+STATE = "state.pt"
+CONFIG = "config.yaml"
+TOKENIZER = "tokenizer"
+_STEP_DIR = re.compile(r"^step_(\d+)$")
+
+
+def tokenizer_is_packaged(cfg: DictConfig) -> bool:
+    """True when the run uses the packaged tiny tokenizer, which then travels with every checkpoint."""
+    return cfg.model.llm.path is None and not cfg.model.llm.tokenizer_path
+
+
+def staging_path(folder: str | Path) -> Path:
+    """Where ``folder`` is assembled before the rename (hidden, so ``step_folders`` never lists it)."""
+    folder = Path(folder)
+    return folder.parent / f".{folder.name}.tmp"
+
+
+def stage(folder: str | Path) -> Path:
+    """Create an empty staging folder for ``folder`` (a leftover from a crashed write is discarded)."""
+    tmp = staging_path(folder)
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def write_checkpoint(folder: str | Path, model: EmotionLLaMA, cfg: DictConfig, state: dict[str, Any] | None = None,
+                     tmp: Path | None = None) -> Path:
+    """Write weights, config, tokenizer and ``state`` into the staging folder, then rename it to ``folder``.
+
+    ``tmp`` is a staging folder that already holds files (DeepSpeed's engine state, written by every rank).
+    """
+    folder = Path(folder)
+    tmp = tmp or stage(folder)
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.trainable_state_dict().items()}
+    save_file(tensors, str(tmp / WEIGHTS))
+    save_config(cfg, tmp / CONFIG)
+    if tokenizer_is_packaged(cfg):
+        model.tokenizer.save_pretrained(str(tmp / TOKENIZER))
+    if state is not None:
+        torch.save(state, tmp / STATE)
+    publish(tmp, folder)
+    return folder
+
+
+def export_final(src: str | Path, dst: str | Path) -> Path:
+    """Copy a checkpoint's weights, config and tokenizer (no resume state) to ``dst``, atomically."""
+    src, dst = Path(src), Path(dst)
+    tmp = stage(dst)
+    shutil.copy2(src / WEIGHTS, tmp / WEIGHTS)
+    shutil.copy2(src / CONFIG, tmp / CONFIG)
+    if (src / TOKENIZER).is_dir():
+        shutil.copytree(src / TOKENIZER, tmp / TOKENIZER)
+    publish(tmp, dst)
+    return dst
+
+
+def publish(tmp: Path, folder: Path) -> None:
+    """Rename a finished ``tmp`` folder to ``folder``, replacing an older ``folder`` only after the rename."""
+    old = folder.parent / f".{folder.name}.old"
+    if old.exists():
+        shutil.rmtree(old)
+    if folder.exists():
+        os.replace(folder, old)
+    os.replace(tmp, folder)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def weights_file(path: str | Path) -> Path:
+    """The safetensors file of a checkpoint folder, or ``path`` itself when it is a ``.safetensors`` file."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / WEIGHTS
+    if not path.is_file():
+        raise FileNotFoundError(f"model.checkpoint: no trainable weights at {path} (expected a checkpoint folder "
+                                f"holding {WEIGHTS}, or a .safetensors file)")
+    return path
+
+
+def load_trainable(model: EmotionLLaMA, path: str | Path) -> None:
+    """Load a checkpoint's trainable weights; any missing or unexpected key is an error that names it."""
+    file = weights_file(path)
+    try:
+        tensors = load_file(str(file))
+    except SafetensorError as err:
+        raise ValueError(f"{file}: not a readable safetensors file ({err}); the checkpoint is truncated or corrupt "
+                         f"(an interrupted copy?): copy it again or use another checkpoint") from None
+    model.load_trainable_state_dict(tensors, source=str(file))
+
+
+FREE_MODEL_KEYS = ("dtype", "gradient_checkpointing")
+"""``model.*`` leaves that may differ between training and loading, besides paths (``*path``, ``*checkpoint``):
+they change memory and speed, not what the weights mean."""
+
+
+def _may_differ(key: str) -> bool:
+    leaf = key.rsplit(".", 1)[-1]
+    return leaf.endswith(("path", "checkpoint")) or leaf in FREE_MODEL_KEYS
+
+
+def check_model_config(model_cfg: DictConfig, path: str | Path) -> None:
+    """Refuse to load a checkpoint into a model configured otherwise than the one it was trained with.
+
+    The tiny backbone is rebuilt from ``model.seed`` and LoRA's scale from ``lora.alpha``; neither is in the
+    weights file, so a different value loads cleanly and silently gives a different model. The checkpoint's
+    ``config.yaml`` (a bare ``.safetensors`` file has none) is compared key by key.
+    """
+    saved_file = Path(path) / CONFIG if Path(path).is_dir() else Path(path).with_name(CONFIG)
+    if not saved_file.is_file():
+        return
+    from minigpt4.runtime.run_folder import flatten
+
+    saved = flatten(OmegaConf.to_container(OmegaConf.load(saved_file).model, resolve=True), "model.")
+    current = flatten(OmegaConf.to_container(model_cfg, resolve=True), "model.")
+    diff = [f"{k}: {saved.get(k, '<unset>')!r} in the checkpoint, {current.get(k, '<unset>')!r} now"
+            for k in sorted(saved.keys() | current.keys()) if saved.get(k) != current.get(k) and not _may_differ(k)]
+    if diff:
+        raise ConfigError(f"model.checkpoint={path} was trained with another model config ({saved_file}):\n  "
+                          + "\n  ".join(diff) + "\nuse the checkpoint's model settings (only paths, dtype and "
+                          "gradient checkpointing may differ)")
+
+
+def load_state(folder: str | Path) -> dict[str, Any]:
+    """The resume state of a checkpoint folder (written by training, not part of ``final/``)."""
+    file = Path(folder) / STATE
+    if not file.is_file():
+        raise FileNotFoundError(f"{file} not found: {folder} is not a resumable checkpoint (run.resume)")
+    return torch.load(file, map_location="cpu", weights_only=False)
+
+
+def rng_state() -> dict[str, Any]:
+    """Python, NumPy and torch (CPU and current CUDA device) generator states."""
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+def step_folders(root: str | Path) -> list[Path]:
+    """Finished ``step_<N>`` folders under ``root``, oldest step first (temporary folders never match)."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in root.iterdir() if (m := _STEP_DIR.match(p.name)) and p.is_dir()]
+    return [p for _, p in sorted(found)]
+
+
+def prune(root: str | Path, keep_last: int, keep: Path | None = None) -> None:
+    """Delete step folders except the newest ``keep_last`` and ``keep`` (the best so far)."""
+    folders = step_folders(root)
+    survivors = set(folders[-keep_last:]) if keep_last > 0 else set()
+    for folder in folders:
+        if folder not in survivors and (keep is None or folder.resolve() != keep.resolve()):
+            shutil.rmtree(folder)

@@ -1,0 +1,68 @@
+"""The trainable ``text`` slot: packaged MiniLM run in ``forward`` on tokenised transcripts (with dialogue context).
+
+Tokenisation happens in the data pipeline (``minigpt4.data.dialogue``); here the batch's ids go through MiniLM,
+tuned with LoRA adapters (peft) or with its top layers unfrozen, and are mean-pooled into ``tokens`` slot tokens:
+one for the whole input, or ``T`` consecutive segments of it.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+from minigpt4.features.minilm import DIM, model_dir
+
+
+class TextEncoder(nn.Module):
+    """MiniLM over ``input_ids`` / ``attention_mask`` / ``token_type_ids`` -> ``[b, tokens, 384]``."""
+
+    def __init__(self, cfg: DictConfig, tokens: int) -> None:
+        super().__init__()
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from transformers import AutoModel
+
+        if tokens < 1:
+            raise ValueError(f"model.features.text.tokens={tokens}: the text encoder needs at least one slot token")
+        # No pooler: the slot is a mean over tokens, and an unused pooler would only cost time.
+        bert = AutoModel.from_pretrained(str(model_dir()), local_files_only=True, add_pooling_layer=False)
+        bert.requires_grad_(False)
+        if cfg.tune == "lora":
+            from peft import LoraConfig, get_peft_model
+
+            bert = get_peft_model(bert, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
+                                                   lora_dropout=cfg.lora_dropout,
+                                                   target_modules=list(cfg.lora_targets)))
+        elif cfg.tune == "top_layers":
+            layers = bert.encoder.layer
+            if not 1 <= cfg.top_layers <= len(layers):
+                raise ValueError(f"model.text_encoder.top_layers={cfg.top_layers}: MiniLM has {len(layers)} layers")
+            for layer in layers[len(layers) - cfg.top_layers:]:
+                layer.requires_grad_(True)
+        self.bert = bert
+        self.tokens = tokens
+        self.dim = DIM
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                token_type_ids: torch.Tensor) -> torch.Tensor:
+        hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask,
+                           token_type_ids=token_type_ids).last_hidden_state
+        return segment_mean(hidden, attention_mask, self.tokens)
+
+
+def segment_mean(hidden: torch.Tensor, mask: torch.Tensor, tokens: int) -> torch.Tensor:
+    """Mean of the unmasked positions in ``tokens`` equal consecutive segments per row: ``[b, tokens, d]``.
+
+    Vectorised (no per-sample loop): position ``p`` of a row with ``n`` real tokens falls in segment
+    ``p * tokens // n``. A row shorter than ``tokens`` leaves its trailing segments zero.
+    """
+    mask = mask.to(hidden.dtype)
+    if tokens == 1:
+        return ((hidden * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)).unsqueeze(1)
+    position = (mask.cumsum(1) - 1).clamp(min=0)
+    length = mask.sum(1, keepdim=True).clamp(min=1)
+    segment = torch.div(position * tokens, length, rounding_mode="floor").long().clamp(max=tokens - 1)
+    weight = nn.functional.one_hot(segment, tokens).to(hidden.dtype) * mask.unsqueeze(-1)  # [b, s, tokens]
+    total = torch.einsum("bst,bsd->btd", weight, hidden)
+    return total / weight.sum(1).unsqueeze(-1).clamp(min=1)
