@@ -70,11 +70,11 @@ def parse_args(argv: list[str]) -> Options:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from minigpt4.cross_validation.plan import CrossValidationError, run
+    from minigpt4.cross_validation.plan import CrossValidationError, cross_validate
 
     child_process.exit_on_sigterm()  # SIGTERM stops the fold's trainer, which then checkpoints
     try:
-        run(parse_args(sys.argv[1:] if argv is None else argv))
+        cross_validate(parse_args(sys.argv[1:] if argv is None else argv))
     except CrossValidationError as err:
         print(f"cross_train.py: error: {err}", file=sys.stderr)
         return 1

@@ -63,10 +63,10 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 
 def claim_output(folder: Path, overwrite: bool) -> None:
     """Write only into a new or empty folder, or an earlier evaluation's under ``--overwrite``."""
-    from minigpt4.runtime.output_folder import OutputFolderError, claim
+    from minigpt4.runtime.output_folder import OutputFolderError, claim_folder
 
     try:
-        if claim(folder, "eval_emotion.py", overwrite) is not None:
+        if claim_folder(folder, "eval_emotion.py", overwrite) is not None:
             raise OutputFolderError(f"{folder} holds an earlier evaluation: pass --overwrite to replace it, or "
                                     f"write elsewhere")
     except OutputFolderError as err:

@@ -24,7 +24,8 @@ from omegaconf import OmegaConf
 from minigpt4.config import DataConfig
 from minigpt4.data.corpora import READERS, demo
 from minigpt4.extract import DEFAULTS, build_extractors, parse_spec
-from minigpt4.extract.run import clip_jobs, extract_store, sample_jobs
+from minigpt4.data.jobs import sample_jobs
+from minigpt4.extract.run import clip_jobs, extract_store
 from minigpt4.modalities import STORE_MODALITIES
 
 DEFAULT_SPEC = ",".join(f"{m}={DEFAULTS[m]}" for m in STORE_MODALITIES)

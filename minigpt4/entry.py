@@ -20,6 +20,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from minigpt4.config import ENV_OVERRIDES, field_doc, split_cli
 
 from minigpt4.data.run_config import load_config
+from minigpt4.models.checkpoint import WEIGHTS
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_RECIPE = REPO / "train_configs" / "demo.yaml"
@@ -60,7 +61,6 @@ def demo_checkpoints() -> list[Path]:
 
 def newest_demo_checkpoint() -> Path | None:
     """The most recently written finished demo checkpoint, or None when there is none yet."""
-    from minigpt4.models.checkpoint import WEIGHTS
 
     found = [p for p in demo_checkpoints() if (p / WEIGHTS).is_file()]
     return max(found, key=lambda p: (p / WEIGHTS).stat().st_mtime) if found else None
@@ -107,7 +107,6 @@ NEWEST_DEMO_CHECKPOINT = ("; model.checkpoint defaults to the newest demo checkp
                           "`python train.py`, runs/cross/demo/test/final from `make demo`)")
 """What --help says about the weights evaluation, predict.py and app.py take by default (``pick_checkpoint``)."""
 
-
 def make_serving_parser(program: str, doc: str, keys: Sequence[str], examples: Sequence[str],
                         default: str = "") -> argparse.ArgumentParser:
     """predict.py's and app.py's parser: the model comes from the checkpoint, --cfg-path gives only eval:."""
@@ -139,7 +138,7 @@ def make_parser(program: str, doc: str, keys: Sequence[str], examples: Sequence[
         *(f"  {e}" for e in examples),
     ])
     parser = argparse.ArgumentParser(prog=program, description=doc, epilog=epilog,
-                                     usage=f"%(prog)s [options] [key=value ...]",
+                                     usage="%(prog)s [options] [key=value ...]",
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cfg-path", metavar="FILE.yaml", default=None,
                         help=cfg_help or f"run config (default: the demo recipe {shown(DEMO_RECIPE)})")

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from minigpt4.models.build import build_model, build_tokenizer
+from minigpt4.models.assemble import build_tokenizer
+from minigpt4.models.build import build_model
 from minigpt4.config import ConfigError
 from minigpt4.data.run_config import load_config
 from minigpt4.modalities import SLOT_IDS

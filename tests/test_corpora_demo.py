@@ -15,7 +15,7 @@ from minigpt4.data.corpora import CorpusError, load_corpus
 from minigpt4.data.corpora import demo
 from minigpt4.data.corpora.demo import VERSION
 from minigpt4.extract import build_extractors, extract_clip
-from minigpt4.extract.run import sample_jobs
+from minigpt4.data.jobs import sample_jobs
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ from minigpt4.cross_validation.plan import (
     aggregate_study,
     plan_folds,
     prepare_run_dir,
-    run,
+    cross_validate,
     unit_config,
 )
 from minigpt4.cross_validation.launch import FoldLaunchError, auto_jobs, device_sets
@@ -110,7 +110,7 @@ def test_run_folder_of_another_config_is_refused(tmp_path: Path):
 
 def test_bad_fold_selection_is_refused(tmp_path: Path):
     with pytest.raises(CrossValidationError, match="--folds names '7'"):
-        run(Options(cfg_path=DEMO, overrides=[f"run.output_dir={tmp_path}"], units=["1", "7"]))
+        cross_validate(Options(cfg_path=DEMO, overrides=[f"run.output_dir={tmp_path}"], units=["1", "7"]))
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +119,7 @@ def baseline(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, 
     before."""
     hashes = tracked_config_hashes()
     out = tmp_path_factory.mktemp("cross") / "run"
-    assert run(Options(cfg_path=DEMO, overrides=[*QUICK, f"run.output_dir={out}"], units=["1", "2", "test"],
+    assert cross_validate(Options(cfg_path=DEMO, overrides=[*QUICK, f"run.output_dir={out}"], units=["1", "2", "test"],
                        ablations=True, jobs=2)) == out / "summary.md"
     return out, hashes
 
@@ -183,7 +183,7 @@ def test_rerun_after_interruption_ends_with_the_same_summary(baseline, tmp_path:
     (copy / "fold_2" / "eval.partial").mkdir()
     (copy / "summary.json").unlink()
     capsys.readouterr()
-    run(Options(cfg_path=DEMO, overrides=[*QUICK, f"run.output_dir={copy}"], units=["1", "2", "test"], ablations=True))
+    cross_validate(Options(cfg_path=DEMO, overrides=[*QUICK, f"run.output_dir={copy}"], units=["1", "2", "test"], ablations=True))
     printed = capsys.readouterr().out
     assert "fold 1/5: finished earlier, skipped" in printed and "test run: finished earlier, skipped" in printed
     assert "fold 2/5: train, then evaluate on held-out fold 2" in printed
@@ -199,7 +199,7 @@ def _fold_metrics(out: Path) -> dict[str, dict]:
 def test_one_fold_at_a_time_gives_the_same_metrics_as_two(baseline, tmp_path: Path):
     out, _ = baseline
     serial = tmp_path / "serial"
-    run(Options(cfg_path=DEMO, overrides=[*QUICK, f"run.output_dir={serial}"], units=["1", "2", "test"],
+    cross_validate(Options(cfg_path=DEMO, overrides=[*QUICK, f"run.output_dir={serial}"], units=["1", "2", "test"],
                 ablations=True, jobs=1))
     assert "up to 1 at once" in (serial / "cross_train.log").read_text()
     assert "up to 2 at once" in (out / "cross_train.log").read_text()
@@ -218,7 +218,7 @@ def test_submitit_local_executor_runs_folds_into_the_same_run_folder(baseline, t
     for unit in ("fold_2", "test"):  # fold 1 stays finished: skipped, not resubmitted
         shutil.rmtree(copy / unit)
     (copy / "summary.json").unlink()
-    run(Options(cfg_path=DEMO, overrides=[*QUICK, f"run.output_dir={copy}"], units=["1", "2", "test"],
+    cross_validate(Options(cfg_path=DEMO, overrides=[*QUICK, f"run.output_dir={copy}"], units=["1", "2", "test"],
                 ablations=True, launcher="submitit-local", submitit=["timeout_min=30"]))
     log = (copy / "cross_train.log").read_text()
     assert "fold 1/5: finished earlier, skipped" in log and "2 unit(s) to run as submitit-local jobs" in log
@@ -229,10 +229,10 @@ def test_submitit_local_executor_runs_folds_into_the_same_run_folder(baseline, t
 
 def test_submitit_parameters_are_checked(tmp_path: Path):
     with pytest.raises(CrossValidationError, match=r"--submitit-param .*no_such_parameter"):
-        run(Options(cfg_path=DEMO, overrides=[f"run.output_dir={tmp_path}"], launcher="submitit-local",
+        cross_validate(Options(cfg_path=DEMO, overrides=[f"run.output_dir={tmp_path}"], launcher="submitit-local",
                     submitit=["no_such_parameter=1"], units=["1"]))
     with pytest.raises(CrossValidationError, match="only applies with --launcher"):
-        run(Options(cfg_path=DEMO, overrides=[f"run.output_dir={tmp_path}"], submitit=["timeout_min=5"]))
+        cross_validate(Options(cfg_path=DEMO, overrides=[f"run.output_dir={tmp_path}"], submitit=["timeout_min=5"]))
 
 
 def test_each_concurrent_fold_gets_its_own_devices():
@@ -252,9 +252,9 @@ def test_rerun_with_another_config_is_refused(baseline):
     out, _ = baseline
     overrides = [*QUICK, "run.max_steps=5", f"run.output_dir={out}"]
     with pytest.raises(CrossValidationError, match=r"(?s)run\.max_steps: 4 -> 5.*--overwrite"):
-        run(Options(cfg_path=DEMO, overrides=overrides, units=["1"], ablations=True))
+        cross_validate(Options(cfg_path=DEMO, overrides=overrides, units=["1"], ablations=True))
     with pytest.raises(CrossValidationError, match=r"eval\.ablations"):  # the study is part of the identity
-        run(Options(cfg_path=DEMO, overrides=[*QUICK, f"run.output_dir={out}"], units=["1"]))
+        cross_validate(Options(cfg_path=DEMO, overrides=[*QUICK, f"run.output_dir={out}"], units=["1"]))
 
 
 @pytest.mark.slow
@@ -274,7 +274,7 @@ def test_ablation_removing_audio_lowers_accuracy(tmp_path: Path):
     """The demo corpus gives audio the strongest class signal and face almost none (minigpt4/corpora/demo.py);
     with the transcript out of the prompt, leaving audio out must cost accuracy on the held-out session."""
     out = tmp_path / "run"
-    run(Options(cfg_path=DEMO, units=["1"], ablations=True,
+    cross_validate(Options(cfg_path=DEMO, units=["1"], ablations=True,
                 overrides=["data.modalities=[audio,face]", "data.transcript=false", "run.max_steps=300",
                            "run.eval_every=100", f"run.output_dir={out}"]))
     accuracy = {r["modalities"]: r["accuracy"]["mean"] for r in json.loads((out / "ablation.json").read_text())["rows"]}

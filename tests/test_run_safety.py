@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 
 from minigpt4.models import checkpoint as ckpt
 from minigpt4.data.run_config import load_config
-from minigpt4.runtime.output_folder import MARKER, OutputFolderError, claim
+from minigpt4.runtime.output_folder import MARKER, OutputFolderError, claim_folder
 from minigpt4.runtime.run_folder import RunFolderError
 from minigpt4.runtime.run_lock import LOCK_FILE, RunLock, RunLocked
 from minigpt4.training.loop import TrainingInterrupted, fit
@@ -43,17 +43,17 @@ def test_output_folder_is_replaced_only_when_it_is_the_tools_own_and_asked(tmp_p
     (foreign / "labels.csv").write_text("keep me")
     for overwrite in (False, True):
         with pytest.raises(OutputFolderError, match=rf"corpus is not empty .* has no {MARKER}"):
-            claim(foreign, "pack_features.py", overwrite=overwrite)
+            claim_folder(foreign, "pack_features.py", overwrite=overwrite)
     assert (foreign / "labels.csv").read_text() == "keep me"
 
     mine = tmp_path / "store"
-    assert claim(mine, "pack_features.py", identity={"a": 1}) is None
+    assert claim_folder(mine, "pack_features.py", identity={"a": 1}) is None
     (mine / "audio.npy").write_text("old")
-    assert claim(mine, "pack_features.py", identity={"a": 2})["identity"] == {"a": 1}  # caller decides
+    assert claim_folder(mine, "pack_features.py", identity={"a": 2})["identity"] == {"a": 1}  # caller decides
     assert (mine / "audio.npy").is_file()
     with pytest.raises(OutputFolderError, match="made by pack_features.py"):
-        claim(mine, "train.py", overwrite=True)
-    assert claim(mine, "pack_features.py", overwrite=True, identity={"a": 2}) is None
+        claim_folder(mine, "train.py", overwrite=True)
+    assert claim_folder(mine, "pack_features.py", overwrite=True, identity={"a": 2}) is None
     assert sorted(p.name for p in mine.iterdir()) == [MARKER]
 
 
@@ -137,12 +137,12 @@ def test_second_trainer_on_one_folder_fails_naming_the_first(tmp_path: Path) -> 
 
 @pytest.mark.slow
 def test_sigkilled_cross_train_leaves_no_trainer_and_the_rerun_matches(tmp_path: Path) -> None:
-    from minigpt4.cross_validation.plan import Options, run
+    from minigpt4.cross_validation.plan import Options, cross_validate
 
     overrides = ["run.max_steps=12", "run.epochs=1", "run.eval_every=0", "run.log_every=1", "run.save_every=0",
                  "eval.max_samples=8", "eval.max_new_tokens=4"]
     reference = tmp_path / "reference"
-    run(Options(cfg_path=ROOT / "train_configs" / "demo.yaml", overrides=[*overrides, f"run.output_dir={reference}"],
+    cross_validate(Options(cfg_path=ROOT / "train_configs" / "demo.yaml", overrides=[*overrides, f"run.output_dir={reference}"],
                 units=["1"]))
 
     out = tmp_path / "killed"

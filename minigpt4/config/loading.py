@@ -102,16 +102,6 @@ def _preset_sets(preset_cfg: DictConfig, keys: set[str]) -> set[str]:
     return _given(preset_cfg, keys)
 
 
-def require_complete(cfg: DictConfig, source: str = "config") -> None:
-    """Fail before anything is built while a required value (``???``) is unset, naming every such key."""
-    missing = sorted(OmegaConf.missing_keys(cfg))
-    if missing:
-        hint = ("; or model.preset=tiny to run the config on the tiny random model, which needs no model.llm.path "
-                "or model.vision.checkpoint") if {"model.llm.path", "model.vision.checkpoint"} & set(missing) else ""
-        raise ConfigError(f"{source}: required keys are not set: {', '.join(missing)} (set them in the file or as "
-                          f"key=value overrides; they name local files or folders, nothing is downloaded{hint})")
-
-
 def save_config(cfg: DictConfig, path: str | Path) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(OmegaConf.to_yaml(cfg, resolve=True))

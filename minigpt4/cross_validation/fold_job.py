@@ -17,10 +17,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from minigpt4.runtime import child_process
+from minigpt4.data.run_config import load_config
+from minigpt4.evaluation.evaluate import evaluate_checkpoint
+from minigpt4.training.loop import fit
+from minigpt4.runtime.output_folder import OutputFolderError
+from minigpt4.runtime.run_lock import RunLocked
+from minigpt4.training.loop import TrainingInterrupted
 
 LOG_ENV = {"PYTHONUNBUFFERED": "1", "TQDM_DISABLE": "1"}
 """Complete logs, no progress-bar redraws: a fold's output goes to a file."""
-
 
 def command(train_config: Path | None, eval_config: Path, resume: bool, nproc: int) -> list[str]:
     """The command line of one unit: this module, under torchrun when the fold has several processes."""
@@ -53,10 +58,7 @@ class FoldCommand:
         return child_process.wait(self.start())
 
 
-def run(train_config: Path | None, eval_config: Path, resume: bool) -> None:
-    from minigpt4.data.run_config import load_config
-    from minigpt4.evaluation.evaluate import evaluate_checkpoint
-    from minigpt4.training.loop import fit
+def run_fold(train_config: Path | None, eval_config: Path, resume: bool) -> None:
 
     if train_config is not None:
         fit(load_config(train_config, ["run.resume=true"] if resume else []))
@@ -69,12 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true", help="continue from the unit's last checkpoint")
     parser.add_argument("--eval-config", type=Path, required=True, help="the unit's evaluation config")
     args = parser.parse_args(argv)
-    from minigpt4.runtime.output_folder import OutputFolderError
-    from minigpt4.runtime.run_lock import RunLocked
-    from minigpt4.training.loop import TrainingInterrupted
 
     try:
-        run(args.train_config, args.eval_config, args.resume)
+        run_fold(args.train_config, args.eval_config, args.resume)
     except (OutputFolderError, RunLocked) as err:
         print(f"fold_job: error: {err}", file=sys.stderr)
         return 1

@@ -14,6 +14,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol, Sequence, TypeVar
 
+import torch
 from minigpt4.runtime import child_process
 from minigpt4.cross_validation.fold_job import FoldCommand
 
@@ -24,10 +25,8 @@ Task = TypeVar("Task")
 class FoldLaunchError(RuntimeError):
     """Folds cannot be placed or submitted as asked; the message says why."""
 
-
 def visible_gpus() -> list[str]:
     """CUDA devices this process may use, as ``CUDA_VISIBLE_DEVICES`` names them (an existing mask is kept)."""
-    import torch
 
     count = torch.cuda.device_count()
     mask = os.environ.get("CUDA_VISIBLE_DEVICES")
@@ -64,7 +63,6 @@ class Launched(Protocol):
 
     def stop(self) -> None:
         """Ask it to end (SIGTERM: the trainer checkpoints) and wait for that."""
-
 
 class LocalFold:
     def __init__(self, command: FoldCommand) -> None:

@@ -24,7 +24,6 @@ Layout of ``<output_dir>``::
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -40,6 +39,7 @@ from omegaconf import DictConfig, OmegaConf
 from minigpt4.cross_validation import fold_job
 from minigpt4.cross_validation import launch as fold_launch
 from minigpt4.runtime import run_folder
+from minigpt4.runtime.output_folder import fingerprint
 from minigpt4.runtime import run_lock
 from minigpt4.config import ConfigError, save_config
 from minigpt4.data.run_config import load_config
@@ -230,10 +230,6 @@ def _identity(base: DictConfig, section: DictConfig, opts: Options) -> dict[str,
     return {"config": config, "nproc_per_node": opts.nproc}
 
 
-def fingerprint(identity: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
-
-
 def prepare_run_dir(out: Path, identity: dict[str, Any], base: DictConfig, opts: Options) -> None:
     """Create the run folder, or check that an existing one was made by the same config and options."""
     digest = fingerprint(identity)
@@ -303,7 +299,7 @@ def prepare_unit(unit: str, base: DictConfig, section: DictConfig, opts: Options
         if not resume and unit_dir.exists():
             shutil.rmtree(unit_dir)  # a start that left no checkpoint: restart cleanly
         if not resume:
-            run_folder.claim(train_cfg)  # the fold's run folder, as the fold's fit will find it
+            run_folder.claim_run(train_cfg)  # the fold's run folder, as the fold's fit will find it
         train_config = unit_dir / "config.yaml"
         save_config(train_cfg, train_config)
     partial = unit_dir / PARTIAL_EVAL  # renamed to eval/ on success: eval/metrics.json means complete
@@ -436,7 +432,7 @@ def select_units(requested: list[str] | None, num_folds: int) -> list[str]:
     return list(dict.fromkeys(units))
 
 
-def run(opts: Options) -> Path | None:
+def cross_validate(opts: Options) -> Path | None:
     """Run every requested fold (and the test run), then summarise; return the summary's path."""
     start = time.monotonic()
     try:

@@ -7,15 +7,20 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from minigpt4.data.batch import Batch, Example, TextInput
+
 
 class Collator:
+    """Examples -> :class:`~minigpt4.data.batch.Batch` (``train``: prompt + answer with loss labels; ``prompt``:
+    left-padded prompts for generation and scoring)."""
+
     def __init__(self, pad_id: int, mode: str = "train") -> None:
         if mode not in ("train", "prompt"):
             raise ValueError(f"collator mode must be train or prompt, got {mode!r}")
         self.pad_id = pad_id
         self.mode = mode
 
-    def _pad_text(self, inputs: Sequence[Any]) -> dict[str, torch.Tensor]:
+    def _pad_text(self, inputs: Sequence[Any]) -> TextInput:
         """Right-padded text-encoder ids (padded with 0, masked out), attention mask and token types."""
         length = max(len(x.input_ids) for x in inputs)
         ids = torch.zeros((len(inputs), length), dtype=torch.long)
@@ -27,7 +32,7 @@ class Collator:
             mask[i, :len(x.input_ids)] = 1
         return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
 
-    def __call__(self, examples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    def __call__(self, examples: Sequence[Example]) -> Batch:
         train = self.mode == "train"
         seqs = [e["ids"] + e["answer"] if train else e["ids"] for e in examples]
         length = max(len(s) for s in seqs)
@@ -44,7 +49,7 @@ class Collator:
             attention[i, start:start + n] = 1
             if train:
                 labels[i, p:n] = torch.as_tensor(e["answer"])
-        batch: dict[str, Any] = {
+        batch: Batch = {
             "input_ids": input_ids, "slots": slots, "attention_mask": attention,
             "sample_ids": [e["id"] for e in examples], "gold": [e["gold"] for e in examples],
             "features": {k: torch.from_numpy(np.stack([e["features"][k] for e in examples]))

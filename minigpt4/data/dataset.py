@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from typing import Any, Sequence
+from typing import Sequence
 
 import cv2
 import numpy as np
@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 from torch.utils.data import Dataset
 
 from minigpt4 import modalities as registry
+from minigpt4.data.batch import Example
 from minigpt4.data.corpora import Corpus
 from minigpt4.data.dialogue import DialogueTokenizer
 from minigpt4.data.prompts import PromptBuilder, choose_instruction, emotion_pool, normalize_caption, REASON_POOL
@@ -97,7 +98,7 @@ class EmotionDataset(Dataset):
         frame = cv2.resize(frame, (self.image_size, self.image_size), interpolation=cv2.INTER_CUBIC)
         return ((frame.transpose(2, 0, 1).astype(np.float32) / 255.0) - self.mean) / self.std
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, index: int) -> Example:
         sample = self.samples[index]
         rng = random.Random(f"{self.seed}-{self.epoch}-{index}") if self.train else None
         task = rng.choice(list(self.data_cfg.tasks)) if rng is not None else self.data_cfg.tasks[0]

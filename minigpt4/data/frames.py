@@ -21,8 +21,8 @@ import numpy as np
 from tqdm import tqdm
 
 from minigpt4.data.samples import Sample
+from minigpt4.features.store import FRAMES_FORMAT
 
-FRAMES_FORMAT = "emotion-llama-frames-v1"
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Mapping, Protocol
 
 from omegaconf import DictConfig
+from transformers import PreTrainedTokenizerBase
 
 from minigpt4.data.corpora import Corpus, load_corpus
 from minigpt4.data.dataset import EmotionDataset, class_weights
 from minigpt4.data.dialogue import DialogueTokenizer
-from minigpt4.models.model import EmotionLLaMA
 from minigpt4.modalities import SLOTS
 from minigpt4.data.prompts import PromptBuilder
 from minigpt4.data.splits import select_splits
@@ -17,15 +18,25 @@ from minigpt4.data.splits import select_splits
 log = logging.getLogger(__name__)
 
 
+class PromptLayout(Protocol):
+    """What the data side needs of a model (an ``EmotionLLaMA`` is one): its tokenizer, and how many LLM tokens
+    each modality slot takes. Datasets never need the model itself."""
+
+    tokenizer: PreTrainedTokenizerBase
+    slot_tokens: Mapping[str, int]
+
+
 @dataclass
 class RunData:
+    """A run's corpus, its split samples and the prompt builder: datasets for any split on demand."""
+
     corpus: Corpus
     splits: dict[str, list]
     builder: PromptBuilder
     dialogue: DialogueTokenizer | None = None
     """Tokeniser of the trainable text encoder's input; None when the text slot reads cached features."""
 
-    def dataset(self, split: str, cfg: DictConfig, model: EmotionLLaMA, train: bool = False) -> EmotionDataset:
+    def dataset(self, split: str, cfg: DictConfig, model: PromptLayout, train: bool = False) -> EmotionDataset:
         samples = self.splits[split]
         if not samples:
             raise ValueError(f"corpus {self.corpus.name} has no samples in split {split!r} for this run")
@@ -39,7 +50,7 @@ class RunData:
             train=train, weights=weights, dialogue=self.dialogue)
 
 
-def prepare_data(cfg: DictConfig, model: EmotionLLaMA) -> RunData:
+def prepare_data(cfg: DictConfig, model: PromptLayout) -> RunData:
     """Load the corpus for the modalities the run feeds (zeroed ones need no files) and split it."""
     dims = {k: m.dim for k, m in cfg.model.features.items()}
     encoder = cfg.model.text_encoder

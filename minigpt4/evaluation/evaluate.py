@@ -27,6 +27,8 @@ from minigpt4.models.model import EmotionLLaMA
 from minigpt4.data.pipeline import prepare_data
 from minigpt4.evaluation.report import HEADLINE, Prediction, mean_std, write_report, write_table
 from minigpt4.modalities import MODALITIES
+from minigpt4.models.build import build_model
+from minigpt4.config import save_config
 
 log = logging.getLogger(__name__)
 
@@ -289,8 +291,6 @@ def run_evaluation(cfg: DictConfig, model: EmotionLLaMA, out_dir: Path) -> dict:
 def evaluate_checkpoint(cfg: DictConfig) -> dict | None:
     """Build the model ``cfg`` names and run :func:`run_evaluation` into ``run.output_dir`` (with its
     ``eval.log`` and resolved ``config.yaml``), in this process or under torchrun; rank 0 gets the metrics."""
-    from minigpt4.models.build import build_model
-    from minigpt4.config import save_config
 
     info = dist.init_distributed()
     out_dir = Path(cfg.run.output_dir)

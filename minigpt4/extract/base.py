@@ -15,6 +15,7 @@ import numpy as np
 from minigpt4 import modalities
 from minigpt4.extract.faces import FaceTrack, track_faces
 from minigpt4.extract.media import DecodedClip, MediaError
+from minigpt4.extract.media import decode_clip
 
 
 @dataclass
@@ -126,7 +127,6 @@ def extract_clip(path: str, extractors: Mapping[str, Extractor], transcript: str
     ``decode`` passes ``segment`` / ``side`` / ``audio_path`` to ``decode_clip`` for utterances cut from a
     longer recording. The one extraction path: the feature tool, ``predict.py`` and the app all call this.
     """
-    from minigpt4.extract.media import decode_clip
 
     clip = decode_clip(path, max_frames=frames_needed(extractors), **decode)
     return extract_inputs(ClipInputs(clip, transcript), extractors)

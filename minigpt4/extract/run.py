@@ -16,9 +16,10 @@ from typing import Any, Mapping, Sequence
 
 from tqdm import tqdm
 
+import torch
 from minigpt4 import modalities
-from minigpt4.runtime.output_folder import OutputFolderError, claim, fingerprint
-from minigpt4.extract import build_extractors
+from minigpt4.runtime.output_folder import OutputFolderError, claim_folder, fingerprint
+from minigpt4.extract.registry import build_extractors
 from minigpt4.extract.base import Extractor, extract_clip
 from minigpt4.extract.media import MEDIA_SUFFIXES, MediaError
 from minigpt4.extract.store import MANIFEST, PartInfo, manifest, pack, part_path, write_part
@@ -34,7 +35,6 @@ class Job:
     """``segment`` / ``side`` / ``audio_path`` for ``decode_clip``."""
     error: str | None = None
     """Known before decoding (media file missing, clip known to be corrupt)."""
-
 
 def clip_jobs(inputs: Sequence[str | Path]) -> list[Job]:
     """Jobs for files and folders of ``.mp4``/``.avi``/``.mkv``/``.wav``...; ids are paths relative to the
@@ -57,26 +57,10 @@ def clip_jobs(inputs: Sequence[str | Path]) -> list[Job]:
     return list(jobs.values())
 
 
-def sample_jobs(samples: Sequence[Any]) -> list[Job]:
-    """Jobs for corpus samples: the sample's media, cut to its segment and speaker side when it has them."""
-    from minigpt4.data.frames import media_path
-
-    jobs = []
-    for sample in samples:
-        path = media_path(sample)
-        decode = {k: sample.meta[k] for k in ("segment", "side") if sample.meta.get(k) is not None}
-        if sample.meta.get("wav") and Path(sample.meta["wav"]).is_file():
-            decode["audio_path"] = sample.meta["wav"]
-        error = sample.meta.get("known_bad") or (None if path and path.is_file() else f"media file not found: {path}")
-        jobs.append(Job(sample.id, str(path), decode, error))
-    return jobs
-
-
 _WORKER: dict[str, Any] = {}
 
 
 def _init(spec: Mapping[str, Any], store: str, frame_size: int | None) -> None:
-    import torch
 
     torch.set_num_threads(1)
     _WORKER.update(extractors=build_extractors(spec), store=Path(store), frame_size=frame_size)
@@ -112,7 +96,7 @@ def extract_store(jobs: Sequence[Job], output: str | Path, extractors: Mapping[s
     spec = stored_spec(extractors)
     decode = {"frames": frames, "frame_size": frame_size}
     info = manifest(extractors, list(spec), decode)
-    earlier = claim(output, TOOL, overwrite, identity=info)
+    earlier = claim_folder(output, TOOL, overwrite, identity=info)
     if earlier is not None and earlier.get("fingerprint") != fingerprint(info):
         raise OutputFolderError(f"{output} holds a store extracted with other extractors or settings "
                                 f"(see {output / MANIFEST}); rerun with --overwrite to replace it, or choose "

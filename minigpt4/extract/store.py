@@ -17,9 +17,10 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from minigpt4.features.store import INDEX_FILE, STORE_FORMAT, FeatureError
-from minigpt4.data.frames import FRAMES_FORMAT
+import cv2
+from minigpt4.features.store import FRAMES_FORMAT, INDEX_FILE, STORE_FORMAT, FeatureError
 from minigpt4.extract.base import ClipFeatures, Extractor
+from minigpt4.extract.registry import EXTRACTORS, build_extractors
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "emotion-llama-extraction-v1"
@@ -51,8 +52,6 @@ def store_shapes(store: str | Path) -> dict[str, tuple[int, int]]:
 
 def extractors_from_store(store: str | Path) -> dict[str, Extractor]:
     """The extractors recorded in a store's manifest, rebuilt with their exact configs (versions checked)."""
-    from minigpt4.extract import EXTRACTORS
-    from minigpt4.extract import build_extractors
 
     entries = read_manifest(store)["modalities"]
     for modality, entry in entries.items():
@@ -78,7 +77,6 @@ class PartInfo:
 def write_part(store: Path, clip_id: str, result: ClipFeatures | None, error: str | None = None,
                frame_size: int | None = None) -> PartInfo:
     """Save one clip's outcome atomically: its features, or why it (or a modality of it) failed."""
-    import cv2
 
     info = PartInfo(clip_id, {"clip": error} if error else dict(result.failures), bool(result and result.face_found))
     arrays: dict[str, np.ndarray] = {}

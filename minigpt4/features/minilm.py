@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 from tqdm import tqdm
+import torch
 
 
 MODEL_NAME = "all-MiniLM-L6-v2"
@@ -39,7 +40,6 @@ def load_encoder() -> tuple[Any, Any]:
 
 def embed_texts(texts: Sequence[str], batch_size: int = 64, max_length: int = 256) -> np.ndarray:
     """float32 ``[N, 384]`` unit-norm sentence embeddings, batched on CPU, with a progress bar."""
-    import torch
 
     tokenizer, model = load_encoder()
     out = np.empty((len(texts), DIM), np.float32)

@@ -22,6 +22,8 @@ from tqdm import tqdm
 
 STORE_FORMAT = "emotion-llama-features-v1"
 INDEX_FILE = "index.json"
+FRAMES_FORMAT = "emotion-llama-frames-v1"
+"""Format tag of packed frames (``frames-<which>.npy`` + index), written by extraction and ``pack_frames``."""
 
 
 class FeatureError(ValueError):

@@ -1,114 +1,25 @@
-"""Build the tokenizer, the backbone and the EmotionLLaMA model from a resolved config. No network, ever."""
+"""``build_model``: the whole model a config names, seeded, with its checkpoint (or upstream's) loaded."""
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import torch
-from omegaconf import DictConfig, OmegaConf
-from peft import LoraConfig as PeftLoraConfig
-from peft import get_peft_model
-from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedModel
+from omegaconf import DictConfig
 from transformers import PreTrainedTokenizerBase
 
-from minigpt4.config import ConfigError
+from minigpt4.data.corpora import label_set_of
+from minigpt4.models.assemble import assemble, build_llm, build_tokenizer
+from minigpt4.models.checkpoint import check_model_config, load_trainable
 from minigpt4.models.classifier import ClassifierHead
+from minigpt4.models.convert import load_upstream_checkpoint
 from minigpt4.models.model import EmotionLLaMA
-from minigpt4.models.text_encoder import TextEncoder
-from minigpt4.models.tiny_tokenizer import ASSET_DIR
 from minigpt4.models.vision import FrameEncoder
 
 log = logging.getLogger(__name__)
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def _local_dir(cfg: DictConfig, key: str, what: str) -> Path:
-    if OmegaConf.is_missing(cfg, key):
-        raise ConfigError(f"model.llm.{key} is required by model preset {what!r}: set it to a local Hugging Face "
-                          f"model folder (nothing is downloaded)")
-    path = Path(cfg[key])
-    if not path.is_dir():
-        raise FileNotFoundError(f"model.llm.{key}={path} is not a folder: it must name a local Hugging Face model "
-                                f"folder (config.json, weights, tokenizer files)")
-    return path
-
-
-def build_tokenizer(model_cfg: DictConfig) -> PreTrainedTokenizerBase:
-    """The packaged tiny tokenizer, or the local backbone's own; padding falls back to EOS (always masked)."""
-    llm = model_cfg.llm
-    if llm.tokenizer_path:
-        path = Path(llm.tokenizer_path)
-        if not path.is_dir():
-            raise FileNotFoundError(f"model.llm.tokenizer_path={path} is not a folder")
-    elif OmegaConf.is_missing(llm, "path") or llm.path is not None:
-        path = _local_dir(llm, "path", model_cfg.preset)
-    else:
-        path = ASSET_DIR
-    tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    if tok.eos_token_id is None:
-        raise ConfigError(f"tokenizer at {path} has no EOS token: generation could never stop")
-    return tok
-
-
-def build_llm(model_cfg: DictConfig, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
-    """A real ``LlamaForCausalLM`` from a small config (tiny), or any local HF causal LM."""
-    llm_cfg = model_cfg.llm
-    dtype = DTYPES[llm_cfg.dtype]
-    if not OmegaConf.is_missing(llm_cfg, "path") and llm_cfg.path is None:
-        config = LlamaConfig(
-            vocab_size=len(tokenizer), hidden_size=llm_cfg.hidden_size, intermediate_size=llm_cfg.intermediate_size,
-            num_hidden_layers=llm_cfg.num_layers, num_attention_heads=llm_cfg.num_heads,
-            num_key_value_heads=llm_cfg.num_kv_heads, max_position_embeddings=llm_cfg.max_position_embeddings,
-            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False,
-            initializer_range=llm_cfg.initializer_range)
-        model = LlamaForCausalLM(config).to(dtype)
-    else:
-        path = _local_dir(llm_cfg, "path", model_cfg.preset)
-        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, local_files_only=True)
-    model.requires_grad_(False)
-    if llm_cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    return wrap_lora(model, model_cfg.lora)
-
-
-def wrap_lora(model: PreTrainedModel, lora: DictConfig) -> PreTrainedModel:
-    """The backbone with ``model.lora``'s adapters (unchanged when LoRA is disabled)."""
-    if not lora.enabled:
-        return model
-    return get_peft_model(model, PeftLoraConfig(
-        r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-        target_modules=list(lora.target_modules), task_type="CAUSAL_LM"))
-
-
-def assemble(model_cfg: DictConfig, llm: PreTrainedModel | None, tokenizer: PreTrainedTokenizerBase | None,
-             vision: FrameEncoder | None, head: ClassifierHead | None = None) -> EmotionLLaMA:
-    """EmotionLLaMA around a built backbone (or classifier head) and frame encoder, with the projectors
-    ``model.features`` names and, when ``model.text_encoder.enabled``, the trainable MiniLM text slot.
-
-    Every configured projector is built whatever data.modalities says, so one checkpoint serves every
-    modality ablation; a dropped modality simply never reaches its projector.
-    """
-    feats = dict(model_cfg.features.items())
-    text_encoder = None
-    if model_cfg.text_encoder.enabled:
-        if "text" not in feats:
-            raise ConfigError("model.text_encoder.enabled needs model.features.text (its tokens and projector)")
-        text_encoder = TextEncoder(model_cfg.text_encoder, feats["text"].tokens)
-    return EmotionLLaMA(
-        llm, tokenizer, vision,
-        feature_dims={k: m.dim for k, m in feats.items()},
-        feature_tokens={k: m.tokens for k, m in feats.items()},
-        projector_kinds={k: m.projector for k, m in feats.items()},
-        projector_hidden=model_cfg.projector_hidden, text_encoder=text_encoder, head=head,
-        width=model_cfg.classifier.width)
 
 
 def build_head(cfg: DictConfig) -> ClassifierHead:
     """The classifier head, one output per label of the corpus's label setup."""
-    from minigpt4.data.corpora import label_set_of
 
     head = cfg.model.classifier
     return ClassifierHead(head.width, head.hidden, len(label_set_of(cfg.data).labels), head.dropout,
@@ -119,8 +30,6 @@ def build_model(cfg: DictConfig, tokenizer: PreTrainedTokenizerBase | None = Non
     """Everything the config names, seeded, with the checkpoint it names loaded and coverage-checked."""
     model_cfg = cfg.model
     if model_cfg.checkpoint:
-        from minigpt4.models.checkpoint import check_model_config
-
         check_model_config(model_cfg, model_cfg.checkpoint)
     torch.manual_seed(model_cfg.seed)
     tokenizer = tokenizer or build_tokenizer(model_cfg)
@@ -129,12 +38,8 @@ def build_model(cfg: DictConfig, tokenizer: PreTrainedTokenizerBase | None = Non
     vision = None if model_cfg.vision.kind == "none" else FrameEncoder(model_cfg.vision)
     model = assemble(model_cfg, llm, tokenizer, vision, build_head(cfg) if classifier else None)
     if model_cfg.upstream_checkpoint:
-        from minigpt4.models.convert import load_upstream_checkpoint
-
         load_upstream_checkpoint(model, model_cfg.upstream_checkpoint)
     if model_cfg.checkpoint:
-        from minigpt4.models.checkpoint import load_trainable
-
         load_trainable(model, model_cfg.checkpoint)
     log.info(model.trainable_summary())
     return model

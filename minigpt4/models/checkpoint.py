@@ -28,6 +28,7 @@ from safetensors.torch import load_file, save_file
 
 from minigpt4.config import ConfigError, save_config
 from minigpt4.models.model import EmotionLLaMA
+from minigpt4.runtime.run_folder import flatten
 
 WEIGHTS = "trainable.safetensors"
 STATE = "state.pt"
@@ -125,7 +126,6 @@ FREE_MODEL_KEYS = ("dtype", "gradient_checkpointing")
 """``model.*`` leaves that may differ between training and loading, besides paths (``*path``, ``*checkpoint``):
 they change memory and speed, not what the weights mean."""
 
-
 def _may_differ(key: str) -> bool:
     leaf = key.rsplit(".", 1)[-1]
     return leaf.endswith(("path", "checkpoint")) or leaf in FREE_MODEL_KEYS
@@ -141,7 +141,6 @@ def check_model_config(model_cfg: DictConfig, path: str | Path) -> None:
     saved_file = Path(path) / CONFIG if Path(path).is_dir() else Path(path).with_name(CONFIG)
     if not saved_file.is_file():
         return
-    from minigpt4.runtime.run_folder import flatten
 
     saved = flatten(OmegaConf.to_container(OmegaConf.load(saved_file).model, resolve=True), "model.")
     current = flatten(OmegaConf.to_container(model_cfg, resolve=True), "model.")

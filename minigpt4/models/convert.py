@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 from safetensors.torch import save_file
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from minigpt4.models.build import DTYPES, assemble, wrap_lora
+from minigpt4.models.assemble import DTYPES, assemble, wrap_lora
 from minigpt4.models.checkpoint import CONFIG, WEIGHTS, publish, stage
 from minigpt4.config import save_config
 from minigpt4.modalities import upstream_projectors

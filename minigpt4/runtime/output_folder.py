@@ -55,7 +55,7 @@ def mark(folder: str | Path, tool: str, identity: Any = None) -> None:
                                              "identity": identity}, indent=2, default=str) + "\n")
 
 
-def claim(folder: str | Path, tool: str, overwrite: bool = False, identity: Any = None,
+def claim_folder(folder: str | Path, tool: str, overwrite: bool = False, identity: Any = None,
           ignore: tuple[str, ...] = ()) -> dict[str, Any] | None:
     """Make ``folder`` ``tool``'s output folder; return the marker of an earlier run of ``tool`` kept in place.
 

@@ -53,11 +53,11 @@ def started(folder: Path) -> bool:
     return any((folder / name).exists() for name in ("metrics.csv", "checkpoints", "final"))
 
 
-def claim(cfg: DictConfig, overwrite: bool = False) -> None:
+def claim_run(cfg: DictConfig, overwrite: bool = False) -> None:
     """Mark ``run.output_dir`` for this config, or check that the run already there may be continued."""
     folder = Path(cfg.run.output_dir)
     current = identity(cfg)
-    marker = output_folder.claim(folder, TOOL, overwrite, current, ignore=(LOCK_FILE,))
+    marker = output_folder.claim_folder(folder, TOOL, overwrite, current, ignore=(LOCK_FILE,))
     if marker is None:
         return
     if marker["fingerprint"] != output_folder.fingerprint(current):

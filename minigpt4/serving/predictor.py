@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+import os
+from fractions import Fraction
 from minigpt4.evaluation import scoring
 from minigpt4.data.collate import Collator
 from minigpt4.config import ConfigError, check_config
@@ -33,6 +35,14 @@ from minigpt4.models.model import EmotionLLaMA
 from minigpt4.data.pipeline import RunData
 from minigpt4.data.prompts import PromptBuilder
 from minigpt4.data.samples import Sample
+from minigpt4.models.build import build_model
+from minigpt4 import entry
+from minigpt4.data.corpora import READERS
+from minigpt4.data.corpora.demo import VERSION
+from minigpt4.data.jobs import sample_jobs
+from minigpt4.features.store import default_cache_dir
+from minigpt4.data.splits import select_splits
+from minigpt4.extract import decode_clip
 
 WAVEFORM_POINTS = 240
 """Envelope bins sent to the page for the waveform plot."""
@@ -169,8 +179,6 @@ class Predictor:
     """A loaded checkpoint with its extractors; :meth:`predict` is safe to call from several threads."""
 
     def __init__(self, cfg: DictConfig, model: EmotionLLaMA | None = None) -> None:
-        from minigpt4.models.build import build_model
-
         self.cfg = cfg
         self.label_set = label_set_of(cfg.data)
         self.extractors, self.decode = checkpoint_extractors(cfg)
@@ -272,7 +280,6 @@ def with_checkpoint(program: str, cfg_path: str | Path | None, overrides: Sequen
     checkpoint (the embedded default, see ``minigpt4.entry``); with none at all this stops naming the command
     that trains one. Serving never falls back to untrained weights.
     """
-    from minigpt4 import entry
 
     given = OmegaConf.select(OmegaConf.from_dotlist(list(overrides)), "model.checkpoint")
     if given is None and cfg_path is not None:
@@ -286,11 +293,6 @@ def example_clips(cfg: DictConfig, per_label: int = 1) -> list[Example]:
     as its own ``.mp4`` (cut from its dialogue recording once, into the cache), with its transcript."""
     if cfg.data.corpus != "demo":
         return []
-    from minigpt4.data.corpora import READERS
-    from minigpt4.data.corpora.demo import VERSION
-    from minigpt4.extract.run import sample_jobs
-    from minigpt4.features.store import default_cache_dir
-    from minigpt4.data.splits import select_splits
 
     result = READERS["demo"](cfg.data)
     test = select_splits(result.samples, cfg)["test"]
@@ -309,12 +311,9 @@ def cut_clip(source: str | Path, decode: dict[str, Any], out: Path) -> Path:
     """One utterance of a longer recording (``decode``: segment, speaker side, separate audio file, as
     ``decode_clip`` takes them) written as its own H.264 + AAC ``.mp4``, what a user would upload. Written
     once, under a temporary name, then renamed."""
-    import os
-    from fractions import Fraction
 
     import av
 
-    from minigpt4.extract import decode_clip
 
     if out.is_file():
         return out

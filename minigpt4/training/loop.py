@@ -53,13 +53,17 @@ from minigpt4.models.model import EmotionLLaMA
 from minigpt4.data.pipeline import prepare_data
 from minigpt4.models.feature_norms import set_feature_norms
 from minigpt4.runtime.run_lock import RunLock
+from minigpt4.evaluation.evaluate import class_probabilities
+from minigpt4.models.classifier import tune_thresholds
+from minigpt4.evaluation.evaluate import evaluate_dataset
+from minigpt4.evaluation.evaluate import predict_with_decision
+from minigpt4.evaluation.scoring import save_decision as write_decision
 
 log = logging.getLogger(__name__)
 
 
 class TrainingInterrupted(RuntimeError):
     """SIGTERM stopped the run after a step; a checkpoint to resume from was written."""
-
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
@@ -236,7 +240,7 @@ def fit(cfg: DictConfig, overwrite: bool = False) -> Path:
         if info.is_main:
             try:
                 lock.acquire()
-                run_folder.claim(cfg, overwrite)
+                run_folder.claim_run(cfg, overwrite)
             except RuntimeError as err:
                 refused = err
         refused = dist.broadcast_object(refused)
@@ -279,7 +283,7 @@ def _fit(cfg: DictConfig, info: dist.DistInfo, out: Path, stop: StopOnSigterm) -
                 bar.set_postfix(loss=f"{values['train/loss']:.4f}", lr=f"{values['train/lr']:.2e}")
         improved = False
         if data.val_set is not None and ((run.eval_every and step % run.eval_every == 0) or last):
-            improved = validate(data, cfg, info, engine, progress, metrics_log, epoch)
+            improved = run_validation(data, cfg, info, engine, progress, metrics_log, epoch)
         stopping = stop.requested(info)
         if stopping or last or improved or (run.save_every and step % run.save_every == 0):
             save_checkpoint(ckpt_dir / f"step_{step}", data, cfg, info, engine, progress)
@@ -379,8 +383,6 @@ class Throughput:
 def tune_head_thresholds(model: EmotionLLaMA, dataset: EmotionDataset, cfg: DictConfig, info: dist.DistInfo) -> None:
     """Multi-label classifier: per-class decision thresholds tuned on the validation split (rank 0 computes,
     every rank receives them), so the checkpoint saved next carries them."""
-    from minigpt4.evaluation.evaluate import class_probabilities
-    from minigpt4.models.classifier import tune_thresholds
 
     thresholds = None
     if info.is_main:
@@ -390,10 +392,9 @@ def tune_head_thresholds(model: EmotionLLaMA, dataset: EmotionDataset, cfg: Dict
     log.info("classifier thresholds tuned on validation: %s", [round(float(t), 2) for t in model.head.thresholds])
 
 
-def validate(data: TrainData, cfg: DictConfig, info: dist.DistInfo, engine: Engine, progress: Progress,
+def run_validation(data: TrainData, cfg: DictConfig, info: dist.DistInfo, engine: Engine, progress: Progress,
              metrics_log: MetricsLog | None, epoch: int) -> bool:
     """Val loss + metrics through the evaluation path; True when ``run.best_metric`` improved."""
-    from minigpt4.evaluation.evaluate import evaluate_dataset
 
     val_cfg = val_config(cfg)
     val_loss = validation_loss(data.model, data.val_set, cfg, info, engine.autocast())
@@ -451,16 +452,14 @@ def publish_final(out: Path, ckpt_dir: Path, progress: Progress, data: TrainData
     dist.barrier()
     if data.val_set is not None and cfg.data.label_mode == "multi" and data.model.head is None:
         # (a classifier head's per-class thresholds were tuned at validation and travel in its weights)
-        save_decision(data.model, final, data.val_set, val_config(cfg), info)
+        choose_score_decision(data.model, final, data.val_set, val_config(cfg), info)
     return final
 
 
-def save_decision(model: EmotionLLaMA, final: Path, val_set: EmotionDataset, val_cfg: DictConfig,
+def choose_score_decision(model: EmotionLLaMA, final: Path, val_set: EmotionDataset, val_cfg: DictConfig,
                   info: dist.DistInfo) -> None:
     """Choose the multi-label score-mode threshold with the final weights on the validation split and save it
     in ``final/`` (``scoring.DECISION_FILE``), so evaluation never tunes on the split it scores."""
-    from minigpt4.evaluation.evaluate import predict_with_decision
-    from minigpt4.evaluation.scoring import save_decision as write_decision
 
     ckpt.load_trainable(model, final)
     _, decision = predict_with_decision(model, val_set, OmegaConf.merge(val_cfg, {"eval": {"mode": "score"}}))

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from omegaconf import OmegaConf
 from minigpt4.features.store import FeatureSource, NpyFolderFeatures, PackedFeatureStore, RoutedFeatures
 from minigpt4.data.frames import FrameReader
 from minigpt4.data.labels import LabelSet, get_label_set
@@ -23,6 +24,8 @@ from minigpt4.data.corpora import iemocap
 from minigpt4.data.corpora import meld
 from minigpt4.data.corpora import merr
 from minigpt4.data.corpora.common import CorpusError, ReadResult, check_unique, label_setup, resolve
+from minigpt4.extract.store import read_manifest
+from minigpt4.data.text_features import DIM, text_feature_store
 
 __all__ = ["Corpus", "CorpusError", "label_set_of", "load_corpus", "READERS"]
 
@@ -51,7 +54,6 @@ class Corpus:
     excluded: dict[str, int] = field(default_factory=dict)
     """Utterances the label setup leaves out (e.g. IEMOCAP ``xxx``): reason -> count."""
 
-
 def store_path(data_cfg: Any) -> Path | None:
     """The packed feature store a run reads: ``data.feature_store`` (relative to the corpus root), else the
     corpus's own (the demo corpus ships one extracted from its media). Computed without generating anything."""
@@ -67,15 +69,12 @@ def store_path(data_cfg: Any) -> Path | None:
 def recorded_dims(data_cfg: Any) -> dict[str, Any]:
     """modality -> width recorded in the run's feature store manifest (plus ``__store__``: its path); the demo
     corpus's store, not generated yet, is made by known extractors. Empty when nothing is recorded."""
-    from omegaconf import OmegaConf
 
     if any(OmegaConf.is_missing(data_cfg, k) for k in ("corpus", "root", "feature_store")
            if OmegaConf.is_config(data_cfg)):
         return {}
     store = store_path(data_cfg)
     if store is not None and (store / "manifest.json").is_file():
-        from minigpt4.extract.store import read_manifest
-
         entries = read_manifest(store)["modalities"]
         return {"__store__": str(store), **{m: int(e["dim"]) for m, e in entries.items() if e["stored"]}}
     if getattr(data_cfg, "corpus") == "demo" and not getattr(data_cfg, "feature_store", None):
@@ -135,8 +134,6 @@ def load_corpus(data_cfg: Any, modalities: Sequence[str], dims: Mapping[str, int
     features = _features(data_cfg, result, root, dims)
     frames = FrameReader(str(getattr(data_cfg, "frame", "first")), store_path(data_cfg))
     if "text" in modalities and cached_text:
-        from minigpt4.data.text_features import DIM, text_feature_store
-
         if dims and dims.get("text", DIM) != DIM:
             raise CorpusError(f"model.features.text.dim={dims['text']}, but text features are all-MiniLM-L6-v2 "
                               f"sentence embeddings of width {DIM}")

@@ -5,13 +5,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from omegaconf import OmegaConf
 from minigpt4.data.labels import LabelSet
 from minigpt4.data.samples import Sample
 
 
 class CorpusError(ValueError):
     """Bad corpus input: the message names the file, the line or sample, and what was expected."""
-
 
 @dataclass
 class ReadResult:
@@ -25,13 +25,10 @@ class ReadResult:
     """Utterances left out by the label setup itself (e.g. IEMOCAP ``xxx``, classes outside 4-class): reason ->
     count. These are protocol choices, not missing files, so they are counted rather than listed."""
 
-
 def options(data_cfg: Any, allowed: Mapping[str, Any], corpus: str) -> dict[str, Any]:
     """``data.options`` merged over the reader's defaults; an unknown key is an error (typos fail loudly)."""
     given = getattr(data_cfg, "options", None) or {}
     if hasattr(given, "items") and not isinstance(given, dict):
-        from omegaconf import OmegaConf
-
         given = OmegaConf.to_container(given, resolve=True)
     unknown = sorted(set(given) - set(allowed))
     if unknown:

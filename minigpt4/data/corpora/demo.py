@@ -26,9 +26,14 @@ from typing import Any
 import cv2
 import numpy as np
 
+import os
 from minigpt4.features.store import default_cache_dir
 from minigpt4.data.corpora import iemocap
 from minigpt4.data.corpora.common import CorpusError, ReadResult, label_setup, options
+from minigpt4.extract import DEFAULTS, EXTRACTORS
+from minigpt4.extract import build_extractors
+from minigpt4.data.jobs import sample_jobs
+from minigpt4.extract.run import extract_store
 
 SEED = 20240
 MARKER = "demo.json"
@@ -86,7 +91,6 @@ PLAIN = ["Where did you put the keys?", "I don't know what to say.", "Let me thi
 
 
 def _extractor_versions() -> tuple:
-    from minigpt4.extract import DEFAULTS, EXTRACTORS
 
     return tuple((m, name, EXTRACTORS[name].version) for m, name in sorted(DEFAULTS.items()))
 
@@ -96,7 +100,6 @@ VERSION = "demo-" + hashlib.sha1(repr((SEED, SESSIONS, TEST_SESSION, DIALOGS, UT
                                        BLEND_PROB, BLEND_WEIGHT, STORE_FRAME_SIZE,
                                        _extractor_versions())).encode()).hexdigest()[:10]
 """Cache folder name: changes whenever a generator parameter does, so a stale cached corpus is never read."""
-
 
 def location(data_cfg: Any) -> Path:
     """Where the demo corpus lives: ``data.root``, else ``<cache>/<VERSION>``."""
@@ -155,10 +158,6 @@ def generate(folder: str | Path) -> Path:
 def _extract(folder: Path) -> None:
     """Extract the store from the corpus's media with the default extractors (two processes when the
     machine has two cores); every utterance must yield every feature."""
-    import os
-
-    from minigpt4.extract import build_extractors
-    from minigpt4.extract.run import extract_store, sample_jobs
 
     samples = iemocap.read(_DemoConfig(_Plain(), folder), label_set_name="demo").samples
     extractors = build_extractors(build_spec())
@@ -171,14 +170,12 @@ def _extract(folder: Path) -> None:
 
 def build_spec() -> dict[str, str]:
     """The extractors the demo store is made with: the zero-download defaults."""
-    from minigpt4.extract import DEFAULTS
 
     return dict(DEFAULTS)
 
 
 def store_dims() -> dict[str, int]:
     """Widths of the features in the demo store (known from its extractors, before it is generated)."""
-    from minigpt4.extract import build_extractors
 
     return {m: e.dim for m, e in build_extractors(build_spec()).items() if m != "text"}
 

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from minigpt4.models.model import FeatureNorm
+from minigpt4.models.projectors import FeatureNorm
 from minigpt4.models.feature_norms import set_feature_norms
 
 
