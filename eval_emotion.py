@@ -91,7 +91,7 @@ def evaluate_main(args: argparse.Namespace, overrides: list[str]) -> dict | None
         # The demo recipe's run.output_dir is the training run's folder: evaluate beside it, not into it.
         cfg.run.output_dir = str(Path(cfg.run.output_dir) / "eval")
     entry.announce("eval_emotion.py", args.cfg_path, f"{weights}; writing {cfg.run.output_dir}")
-    from minigpt4.evaluation.evaluate import evaluate_checkpoint
+    from minigpt4.evaluation.runner import evaluate_checkpoint
 
     out_dir = Path(cfg.run.output_dir)
     if os.environ.get("RANK", "0") == "0":  # before any rank writes; a refusal ends the torchrun job

@@ -43,7 +43,7 @@ from minigpt4.models.build import build_model  # noqa: E402
 from minigpt4.config import split_cli  # noqa: E402
 from minigpt4.data.run_config import load_config
 from minigpt4.data.dataset import EmotionDataset  # noqa: E402
-from minigpt4.evaluation.evaluate import predict  # noqa: E402
+from minigpt4.evaluation.predict import predict  # noqa: E402
 from minigpt4.models.model import EmotionLLaMA  # noqa: E402
 from minigpt4.data.pipeline import prepare_data  # noqa: E402
 from minigpt4.evaluation.report import Prediction  # noqa: E402

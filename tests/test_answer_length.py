@@ -5,7 +5,7 @@ import torch
 
 from minigpt4.models.build import build_model
 from minigpt4.data.run_config import load_config
-from minigpt4.evaluation.evaluate import predict
+from minigpt4.evaluation.predict import predict
 from minigpt4.data.pipeline import prepare_data
 
 

@@ -13,7 +13,7 @@ from minigpt4.models.checkpoint import WEIGHTS
 from minigpt4.data.collate import Collator
 from minigpt4.config import ConfigError
 from minigpt4.data.run_config import load_config
-from minigpt4.evaluation.evaluate import predict
+from minigpt4.evaluation.predict import predict
 from minigpt4.models.model import SlotCountError
 from minigpt4.data.pipeline import prepare_data
 from minigpt4.training.loop import fit

@@ -142,7 +142,7 @@ def write_meld(root: Path, dialogues: dict[str, int]) -> int:
 def test_real_clips_extract_then_train_and_evaluate(tmp_path: Path) -> None:
     from minigpt4.models.build import build_model
     from minigpt4.data.run_config import load_config
-    from minigpt4.evaluation.evaluate import run_evaluation
+    from minigpt4.evaluation.runner import run_evaluation
     from minigpt4.training.loop import fit
 
     root, store = tmp_path / "MELD", tmp_path / "store"

@@ -15,7 +15,7 @@ from transformers import PreTrainedTokenizerFast
 from minigpt4.models.build import build_model
 from minigpt4.data.collate import Collator
 from minigpt4.data.run_config import load_config
-from minigpt4.evaluation.evaluate import _empty_prompt_prior, predict
+from minigpt4.evaluation.predict import _empty_prompt_prior, predict
 from minigpt4.data.pipeline import prepare_data
 from minigpt4.evaluation.scoring import candidate_sets, choose, label_marginals, normalise, tune_threshold
 

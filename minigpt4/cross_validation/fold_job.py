@@ -18,7 +18,7 @@ from pathlib import Path
 
 from minigpt4.runtime import child_process
 from minigpt4.data.run_config import load_config
-from minigpt4.evaluation.evaluate import evaluate_checkpoint
+from minigpt4.evaluation.runner import evaluate_checkpoint
 from minigpt4.training.loop import fit
 from minigpt4.runtime.output_folder import OutputFolderError
 from minigpt4.runtime.run_lock import RunLocked

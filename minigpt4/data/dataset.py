@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from dataclasses import dataclass
 from typing import Sequence
 
 import cv2
 import numpy as np
-from omegaconf import DictConfig
 from torch.utils.data import Dataset
 
 from minigpt4 import modalities as registry
+from minigpt4.config import DataConfig
 from minigpt4.data.batch import Example
 from minigpt4.data.corpora import Corpus
 from minigpt4.data.dialogue import DialogueTokenizer
@@ -22,10 +23,10 @@ from minigpt4.data.prompts import PromptBuilder, choose_instruction, emotion_poo
 from minigpt4.data.samples import Sample
 
 
-def present_slots(cfg: DictConfig, model_slots: Sequence[str]) -> tuple[list[str], list[str]]:
+def present_slots(modalities: Sequence[str], ablation: str, model_slots: Sequence[str]) -> tuple[list[str], list[str]]:
     """(slots in the prompt, slots fed zeros): ``drop`` removes left-out modalities, ``zero`` zeroes them."""
-    wanted = registry.with_followers(cfg.data.modalities)
-    if cfg.data.ablation == "zero":
+    wanted = registry.with_followers(modalities)
+    if ablation == "zero":
         return [s for s in model_slots], [s for s in model_slots if s not in wanted]
     return [s for s in model_slots if s in wanted], []
 
@@ -37,30 +38,52 @@ def class_weights(primary: Sequence[str]) -> dict[str, float]:
     return {c: len(primary) / (len(counts) * n) for c, n in counts.items()}
 
 
+@dataclass(frozen=True)
+class ExampleSpec:
+    """How samples become examples: the ``data`` settings a dataset reads, as plain values. A study (one
+    modality subset, one instruction) or a served clip (its own modalities, the emotion task) replaces some
+    with :func:`dataclasses.replace`; the config itself is never modified."""
+
+    modalities: tuple[str, ...]
+    ablation: str = "drop"
+    tasks: tuple[str, ...] = ("emotion",)
+    instruction: int | None = None
+    transcript: bool = True
+    context_turns: int = 0
+    label_mode: str = "single"
+    prompt_pool: tuple[str, ...] | None = None
+
+    @classmethod
+    def of(cls, data: DataConfig) -> ExampleSpec:
+        return cls(tuple(data.modalities), str(data.ablation), tuple(map(str, data.tasks)), data.instruction,
+                   data.transcript, data.context_turns, str(data.label_mode),
+                   None if data.prompt_pool is None else tuple(data.prompt_pool))
+
+
 class EmotionDataset(Dataset):
     """One example per sample: ``ids``/``slots`` (prompt), ``answer`` (ids + EOS), ``target`` (label vector for
     the classifier head), ``features``, ``image`` and, with a trainable text encoder, ``text_input``."""
 
-    def __init__(self, samples: Sequence[Sample], corpus: Corpus, builder: PromptBuilder, cfg: DictConfig,
-                 model_slots: Sequence[str], image_size: int, mean: Sequence[float], std: Sequence[float],
+    def __init__(self, samples: Sequence[Sample], corpus: Corpus, builder: PromptBuilder, spec: ExampleSpec,
+                 seed: int, model_slots: Sequence[str], image_size: int, mean: Sequence[float], std: Sequence[float],
                  feature_shapes: dict[str, tuple[int, int]], train: bool, weights: dict[str, float] | None = None,
                  dialogue: DialogueTokenizer | None = None) -> None:
         self.samples = list(samples)
         self.corpus = corpus
         self.builder = builder
-        self.data_cfg = cfg.data
-        self.seed = cfg.run.seed
+        self.spec = spec
+        self.seed = seed
         self.train = train
         self.epoch = 0
-        self.slots, self.zeroed = present_slots(cfg, model_slots)
+        self.slots, self.zeroed = present_slots(spec.modalities, spec.ablation, model_slots)
         self.image_size = image_size
         self.mean = np.asarray(mean, np.float32).reshape(3, 1, 1)
         self.std = np.asarray(std, np.float32).reshape(3, 1, 1)
         self.feature_shapes = feature_shapes
         self.weights = weights
         self.dialogue = dialogue if "text" in self.slots and "text" not in self.zeroed else None
-        self.label_mode = cfg.data.label_mode
-        self.pools = {"emotion": emotion_pool(corpus.label_set, cfg.data.label_mode, cfg.data.prompt_pool),
+        self.label_mode = spec.label_mode
+        self.pools = {"emotion": emotion_pool(corpus.label_set, spec.label_mode, spec.prompt_pool),
                       "reason": list(REASON_POOL)}
 
     def __len__(self) -> int:
@@ -101,14 +124,14 @@ class EmotionDataset(Dataset):
     def __getitem__(self, index: int) -> Example:
         sample = self.samples[index]
         rng = random.Random(f"{self.seed}-{self.epoch}-{index}") if self.train else None
-        task = rng.choice(list(self.data_cfg.tasks)) if rng is not None else self.data_cfg.tasks[0]
-        instruction = choose_instruction(self.pools[task], self.data_cfg.instruction, rng)
+        task = rng.choice(list(self.spec.tasks)) if rng is not None else self.spec.tasks[0]
+        instruction = choose_instruction(self.pools[task], self.spec.instruction, rng)
         transcript = None
-        if self.data_cfg.transcript:
+        if self.spec.transcript:
             if not sample.text:
                 raise ValueError(f"sample {sample.id}: data.transcript is true but the sample has no transcript")
             transcript = sample.text
-        context = sample.context[-self.data_cfg.context_turns:] if self.data_cfg.context_turns else ()
+        context = sample.context[-self.spec.context_turns:] if self.spec.context_turns else ()
         prompt = self.builder.build(task, instruction, self.slots, transcript, context)
         labels = sample.labels if self.label_mode == "multi" else sample.labels[:1]
         target = np.zeros(len(self.corpus.label_set.labels), np.float32)

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Mapping, Protocol
+from typing import Mapping, Protocol, Sequence
 
 from omegaconf import DictConfig
 from transformers import PreTrainedTokenizerBase
 
 from minigpt4.data.corpora import Corpus, load_corpus
-from minigpt4.data.dataset import EmotionDataset, class_weights
+from minigpt4.data.dataset import EmotionDataset, ExampleSpec, class_weights
 from minigpt4.data.dialogue import DialogueTokenizer
 from minigpt4.modalities import SLOTS
 from minigpt4.data.prompts import PromptBuilder
@@ -36,7 +36,9 @@ class RunData:
     dialogue: DialogueTokenizer | None = None
     """Tokeniser of the trainable text encoder's input; None when the text slot reads cached features."""
 
-    def dataset(self, split: str, cfg: DictConfig, model: PromptLayout, train: bool = False) -> EmotionDataset:
+    def dataset(self, split: str, cfg: DictConfig, model: PromptLayout, train: bool = False,
+                spec: ExampleSpec | None = None) -> EmotionDataset:
+        """The examples of ``split``, built as ``data`` says, or as ``spec`` says (a study, a served clip)."""
         samples = self.splits[split]
         if not samples:
             raise ValueError(f"corpus {self.corpus.name} has no samples in split {split!r} for this run")
@@ -44,17 +46,20 @@ class RunData:
                    if train and cfg.run.balance == "loss" else None)
         vision = cfg.model.vision
         return EmotionDataset(
-            samples, self.corpus, self.builder, cfg, model_slots=[s for s in SLOTS if s in model.slot_tokens],
+            samples, self.corpus, self.builder, spec or ExampleSpec.of(cfg.data), cfg.run.seed,
+            model_slots=[s for s in SLOTS if s in model.slot_tokens],
             image_size=vision.image_size, mean=vision.mean, std=vision.std,
             feature_shapes={k: (m.tokens, m.dim) for k, m in cfg.model.features.items()},
             train=train, weights=weights, dialogue=self.dialogue)
 
 
-def prepare_data(cfg: DictConfig, model: PromptLayout) -> RunData:
-    """Load the corpus for the modalities the run feeds (zeroed ones need no files) and split it."""
+def prepare_data(cfg: DictConfig, model: PromptLayout, modalities: Sequence[str] | None = None) -> RunData:
+    """Load the corpus for the modalities the run feeds (``data.modalities``, or every one a study needs;
+    zeroed ones need no files) and split it."""
     dims = {k: m.dim for k, m in cfg.model.features.items()}
     encoder = cfg.model.text_encoder
-    corpus = load_corpus(cfg.data, list(cfg.data.modalities), dims, cached_text=not encoder.enabled)
+    wanted = list(cfg.data.modalities if modalities is None else modalities)
+    corpus = load_corpus(cfg.data, wanted, dims, cached_text=not encoder.enabled)
     for sample_id, why in corpus.skipped:
         log.warning("skipped %s: %s", sample_id, why)
     builder = PromptBuilder(model.tokenizer, model.slot_tokens, cfg.model.llm.prompt_template,

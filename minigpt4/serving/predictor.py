@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -26,12 +26,13 @@ from minigpt4.data.collate import Collator
 from minigpt4.config import ConfigError, check_config
 from minigpt4.data.run_config import load_config
 from minigpt4.data.corpora import Corpus, label_set_of, store_path
-from minigpt4.evaluation.evaluate import predict_with_decision, scored_rows
+from minigpt4.evaluation.predict import predict_with_decision, scored_rows
 from minigpt4.extract import ClipFeatures, Extractor, MediaError, build_extractors, extract_clip
 from minigpt4.extract.media import MEDIA_SUFFIXES
 from minigpt4.extract.store import extractors_from_store, read_manifest
 from minigpt4.modalities import FEATURE_MODALITIES
 from minigpt4.models.model import EmotionLLaMA
+from minigpt4.data.dataset import EmotionDataset, ExampleSpec
 from minigpt4.data.pipeline import RunData
 from minigpt4.data.prompts import PromptBuilder
 from minigpt4.data.samples import Sample
@@ -207,39 +208,40 @@ class Predictor:
         return used
 
     def _dataset(self, clip_id: str, clip: ClipFeatures, where: str, transcript: str | None,
-                 used: list[str]) -> tuple[Any, DictConfig]:
-        """The clip as a one-sample ``EmotionDataset`` (``emotion`` task), and the config it was built with.
+                 used: list[str]) -> EmotionDataset:
+        """The clip as a one-sample ``EmotionDataset`` (``emotion`` task, the modalities it provides).
 
-        The split is pinned to ``test``: a served clip never tunes anything; multi-label thresholds come from
-        the checkpoint's ``decision.json``, as in evaluation.
+        It is scored as the ``test`` split: a served clip never tunes anything; multi-label thresholds come
+        from the checkpoint's ``decision.json``, as in evaluation.
         """
-        cfg = OmegaConf.merge(self.cfg, {"data": {"modalities": used, "tasks": ["emotion"],
-                                                  "transcript": bool(self.cfg.data.transcript and transcript)},
-                                         "eval": {"split": "test", "max_samples": 0}})
+        spec = replace(ExampleSpec.of(self.cfg.data), modalities=tuple(used), tasks=("emotion",),
+                       transcript=bool(self.cfg.data.transcript and transcript))
         sample = Sample(id=clip_id, labels=(), text=transcript, media=where)
         corpus = Corpus(self.cfg.data.corpus, self.label_set, [sample], _ClipFeatures(clip, where), [],
                         _ClipFrame(clip, self.decode, str(self.cfg.data.frame)))
-        return RunData(corpus, {"predict": [sample]}, self.builder).dataset("predict", cfg, self.model), cfg
+        return RunData(corpus, {"predict": [sample]}, self.builder).dataset("predict", self.cfg, self.model,
+                                                                             spec=spec)
 
     @torch.no_grad()
-    def _run_model(self, dataset, cfg: DictConfig) -> dict[str, Any]:
+    def _run_model(self, dataset: EmotionDataset) -> dict[str, Any]:
         """Labels and answer exactly as evaluation predicts them (``eval.mode``), plus the per-class
         probabilities of score mode (label marginals in multi-label mode) and, for checkpoints trained on the
         ``reason`` task, the generated reason."""
+        cfg = self.cfg
         answers = scoring.candidate_sets(self.label_set, cfg.data.label_mode, cfg.eval.max_labels)
-        marginals = scored_rows(self.model, dataset, cfg, answers)[0][2]
-        (prediction,), _ = predict_with_decision(self.model, dataset, cfg)
+        marginals = scored_rows(self.model, dataset, cfg.eval, cfg.run.num_workers, answers)[0][2]
+        (prediction,), _ = predict_with_decision(self.model, dataset, cfg, split="test")
         out: dict[str, Any] = {
             "labels": prediction.pred,
             "probabilities": {k: round(float(p), 6) for k, p in zip(self.label_set.labels, marginals)},
             "answer": prediction.text,
         }
-        if "reason" in self.cfg.data.tasks:
+        if "reason" in cfg.data.tasks:
             example = dataset[0]
             prompt = self.builder.build("reason", dataset.pools["reason"][0], dataset.slots,
-                                        dataset.samples[0].text if cfg.data.transcript else None)
+                                        dataset.samples[0].text if dataset.spec.transcript else None)
             batch = self.collate([{**example, "ids": prompt.ids, "slots": prompt.slots}])
-            out["reason"] = self.model.generate(batch, max_new_tokens=self.cfg.model.max_answer_tokens)[0]
+            out["reason"] = self.model.generate(batch, max_new_tokens=cfg.model.max_answer_tokens)[0]
         return out
 
     def predict(self, path: str | Path, clip_id: str | None = None, transcript: str | None = None,
@@ -256,7 +258,7 @@ class Predictor:
             start = time.perf_counter()
             clip = extract_clip(path, self.extractors, transcript)
             used = self.used_modalities(clip, str(path))
-            result = self._run_model(*self._dataset(clip_id, clip, str(path), transcript, used))
+            result = self._run_model(self._dataset(clip_id, clip, str(path), transcript, used))
             seconds = time.perf_counter() - start
         left_out = {m: clip.failures.get(m, "no video stream" if m == "image" else "not extracted")
                     .replace(str(path), clip_id) for m in self.cfg.data.modalities if m not in used}

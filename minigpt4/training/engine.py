@@ -54,7 +54,7 @@ def make_optimizer(model: nn.Module, cfg: DictConfig) -> torch.optim.AdamW:
 
 def unused_projectors(model: EmotionLLaMA, cfg: DictConfig) -> list[str]:
     """Projectors no prompt slot feeds under ``data.modalities`` (they receive no gradient)."""
-    used, _ = present_slots(cfg, list(model.slot_tokens))
+    used, _ = present_slots(cfg.data.modalities, cfg.data.ablation, list(model.slot_tokens))
     return [name for name in model.projectors if name not in used]
 
 

@@ -21,43 +21,34 @@ Run folder (``run.output_dir``)::
 """
 from __future__ import annotations
 
-import contextlib
-import csv
 import itertools
 import logging
-import math
 import random
-import signal
-import threading
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import numpy as np
 import torch
-import torch.distributed as tdist
-from omegaconf import DictConfig, OmegaConf
-from torch.utils.data import DataLoader, DistributedSampler, Sampler
+from omegaconf import DictConfig
+from torch.utils.data import Sampler
 from tqdm import tqdm
 
-from minigpt4.models import checkpoint as ckpt
-from minigpt4.runtime import dist
-from minigpt4.runtime import run_folder
-from minigpt4.models.build import build_model
+from minigpt4.config import ConfigError, RunConfig, require_complete, save_config
+from minigpt4.data.batch import Batch
 from minigpt4.data.collate import Collator
-from minigpt4.config import ConfigError, require_complete, save_config
-from minigpt4.data.dataset import EmotionDataset, class_weights
-from minigpt4.training.engine import Engine, make_engine
-from minigpt4.models.model import EmotionLLaMA
+from minigpt4.data.dataset import EmotionDataset
 from minigpt4.data.pipeline import prepare_data
+from minigpt4.models import checkpoint as ckpt
+from minigpt4.models.build import build_model
 from minigpt4.models.feature_norms import set_feature_norms
+from minigpt4.models.model import EmotionLLaMA
+from minigpt4.runtime import dist, run_folder
 from minigpt4.runtime.run_lock import RunLock
-from minigpt4.evaluation.evaluate import class_probabilities
-from minigpt4.models.classifier import tune_thresholds
-from minigpt4.evaluation.evaluate import evaluate_dataset
-from minigpt4.evaluation.evaluate import predict_with_decision
-from minigpt4.evaluation.scoring import save_decision as write_decision
+from minigpt4.training.engine import Engine, make_engine
+from minigpt4.training.monitor import MetricsLog, StopOnSigterm, Throughput
+from minigpt4.training.sampling import epoch_loader, make_sampler
+from minigpt4.training.validation import Progress, choose_score_decision, run_validation
 
 log = logging.getLogger(__name__)
 
@@ -65,113 +56,11 @@ log = logging.getLogger(__name__)
 class TrainingInterrupted(RuntimeError):
     """SIGTERM stopped the run after a step; a checkpoint to resume from was written."""
 
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-class WeightedShardSampler(Sampler[int]):
-    """Inverse-class-frequency sampling with replacement (``run.balance: sampler``), sharded across ranks.
-
-    The draw depends on (seed, epoch) only: every rank draws the same global sequence and keeps its stride.
-    """
-
-    def __init__(self, labels: list[str], seed: int, rank: int, world: int) -> None:
-        weights = class_weights(labels)
-        self.weights = torch.tensor([weights[label] for label in labels], dtype=torch.double)
-        self.seed, self.rank, self.world, self.epoch = seed, rank, world, 0
-        self.per_rank = math.ceil(len(labels) / world)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.per_rank
-
-    def __iter__(self) -> Iterator[int]:
-        g = torch.Generator().manual_seed(self.seed + self.epoch)
-        drawn = torch.multinomial(self.weights, self.per_rank * self.world, replacement=True, generator=g)
-        return iter(drawn[self.rank::self.world].tolist())
-
-
-def make_sampler(dataset: EmotionDataset, cfg: DictConfig, info: dist.DistInfo) -> Sampler[int]:
-    if cfg.run.balance == "sampler":
-        return WeightedShardSampler([s.label for s in dataset.samples], cfg.run.seed, info.rank, info.world_size)
-    return DistributedSampler(dataset, num_replicas=info.world_size, rank=info.rank, shuffle=True,
-                              seed=cfg.run.seed, drop_last=False)
-
-
-def epoch_loader(dataset: EmotionDataset, sampler: Sampler[int], epoch: int, skip: int, cfg: DictConfig,
-                 collate: Collator) -> DataLoader:
-    """Micro-batches of one epoch, whole ones only, the first ``skip`` left out (resume mid-epoch).
-
-    The order depends on (seed, epoch) only; the loader gets its own generator so creating it never moves the
-    global RNG (which would make a resumed run diverge).
-    """
-    sampler.set_epoch(epoch)
-    dataset.set_epoch(epoch)
-    order = list(sampler)
-    bs = cfg.run.batch_size
-    batches = [order[i:i + bs] for i in range(0, len(order) - bs + 1, bs)]
-    return DataLoader(dataset, batch_sampler=batches[skip:], collate_fn=collate, num_workers=cfg.run.num_workers,
-                      generator=torch.Generator().manual_seed(cfg.run.seed + epoch))
-
-
-class MetricsLog:
-    """Rank-0 metrics sink: console, ``metrics.csv`` (long format: step, epoch, name, value) and TensorBoard."""
-
-    def __init__(self, out: Path, start_step: int) -> None:
-        from torch.utils.tensorboard import SummaryWriter
-
-        self.csv_path = out / "metrics.csv"
-        rows = []
-        if self.csv_path.exists():  # a resumed run drops what the interrupted one logged after its checkpoint
-            with self.csv_path.open() as f:
-                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= start_step]
-        with self.csv_path.open("w", newline="") as f:
-            writer = csv.DictWriter(f, ["step", "epoch", "name", "value"])
-            writer.writeheader()
-            writer.writerows(rows)
-        self.tb = SummaryWriter(str(out / "tb"), purge_step=start_step + 1 if start_step else None)
-
-    def write(self, step: int, epoch: int, values: dict[str, float]) -> None:
-        with self.csv_path.open("a", newline="") as f:
-            writer = csv.writer(f)
-            for name, value in values.items():
-                writer.writerow([step, epoch, name, f"{value:.6g}"])
-                self.tb.add_scalar(name, value, step)
-        self.tb.flush()
-        log.info("step %d: %s", step, ", ".join(f"{k} {v:.4g}" for k, v in values.items()))
-
-    def close(self) -> None:
-        self.tb.close()
-
-
-@torch.no_grad()
-def validation_loss(model: EmotionLLaMA, dataset: EmotionDataset, cfg: DictConfig, info: dist.DistInfo,
-                    autocast: contextlib.AbstractContextManager) -> float:
-    """Answer-token cross-entropy on ``dataset``, each rank a contiguous shard, reduced over ranks."""
-    n = len(dataset)
-    shard = list(range(n * info.rank // info.world_size, n * (info.rank + 1) // info.world_size))
-    loader = DataLoader(dataset, batch_sampler=[shard[i:i + cfg.eval.batch_size]
-                                                for i in range(0, len(shard), cfg.eval.batch_size)],
-                        collate_fn=Collator(model.tokenizer.pad_token_id, "train"), num_workers=cfg.run.num_workers)
-    was_training = model.training
-    model.eval()
-    total = torch.zeros(2, dtype=torch.float64)
-    for batch in loader:
-        with autocast:
-            loss = model(batch).loss
-        # The classifier's loss is a mean over samples, the LM's over answer tokens.
-        tokens = len(batch["sample_ids"]) if model.head is not None else int((batch["labels"][:, 1:] != -100).sum())
-        total += torch.tensor([float(loss) * tokens, tokens], dtype=torch.float64)
-    model.train(was_training)
-    if info.distributed:
-        tdist.all_reduce(total)
-    return float(total[0] / total[1].clamp(min=1))
-
-
 
 
 @dataclass
@@ -185,45 +74,6 @@ class TrainData:
     micro_per_epoch: int
     steps_per_epoch: int
     total_steps: int
-
-
-@dataclass
-class Progress:
-    """Where the run is: optimizer steps taken and the best validation value so far (and its step)."""
-
-    step: int = 0
-    best: dict[str, Any] = field(default_factory=lambda: {"value": None, "step": None})
-
-
-class StopOnSigterm:
-    """SIGTERM (SLURM, ``timeout``, a stopped ``cross_train.py``) asks the loop to stop after the current step.
-
-    Every rank is asked the same question each step, so all of them stop (and checkpoint) at the same step.
-    """
-
-    def __init__(self) -> None:
-        self.received = False
-        self._previous: Any = None
-
-    def __enter__(self) -> StopOnSigterm:
-        if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
-
-    def _handle(self, signum: int, frame: object) -> None:
-        self.received = True
-        log.warning("SIGTERM received: stopping after the current step with a checkpoint")
-
-    def requested(self, info: dist.DistInfo) -> bool:
-        if not info.distributed:
-            return self.received
-        flag = torch.tensor([int(self.received)], device=info.device)
-        tdist.all_reduce(flag, op=tdist.ReduceOp.MAX)
-        return bool(flag.item())
 
 
 def fit(cfg: DictConfig, overwrite: bool = False) -> Path:
@@ -262,13 +112,13 @@ def _fit(cfg: DictConfig, info: dist.DistInfo, out: Path, stop: StopOnSigterm) -
     seed_everything(run.seed + info.rank)  # training randomness (dropout) differs per rank, reproducibly
     engine = make_engine(data.model, cfg, info, data.total_steps)
     ckpt_dir = out / "checkpoints"
-    progress = resume(cfg, info, data, engine, ckpt_dir)
+    progress = resume(run.resume, info, data, engine, ckpt_dir)
     metrics_log = MetricsLog(out, progress.step) if info.is_main else None
     throughput = Throughput()
     bar = tqdm(total=data.total_steps, initial=progress.step, desc="train", disable=not info.is_main,
                dynamic_ncols=True)
     data.model.train()
-    for epoch, micro_batches in optimizer_steps(data, cfg, progress.step):
+    for epoch, micro_batches in optimizer_steps(data, run, progress.step):
         for micro, batch in enumerate(micro_batches):
             throughput.add(engine.backward(batch, last=micro == run.grad_accum - 1), batch)
         grad_norm = engine.step()
@@ -283,7 +133,7 @@ def _fit(cfg: DictConfig, info: dist.DistInfo, out: Path, stop: StopOnSigterm) -
                 bar.set_postfix(loss=f"{values['train/loss']:.4f}", lr=f"{values['train/lr']:.2e}")
         improved = False
         if data.val_set is not None and ((run.eval_every and step % run.eval_every == 0) or last):
-            improved = run_validation(data, cfg, info, engine, progress, metrics_log, epoch)
+            improved = run_validation(data.model, data.val_set, cfg, info, engine, progress, metrics_log, epoch)
         stopping = stop.requested(info)
         if stopping or last or improved or (run.save_every and step % run.save_every == 0):
             save_checkpoint(ckpt_dir / f"step_{step}", data, cfg, info, engine, progress)
@@ -313,7 +163,7 @@ def prepare_training(cfg: DictConfig, info: dist.DistInfo) -> TrainData:
     val_set = data.dataset("val", cfg, model) if data.splits["val"] else None
     if val_set is None:
         log.warning("no validation split: final/ will be the last checkpoint")
-    sampler = make_sampler(train_set, cfg, info)
+    sampler = make_sampler(train_set, run, info)
     micro_per_epoch = len(sampler) // run.batch_size
     steps_per_epoch = micro_per_epoch // run.grad_accum
     if steps_per_epoch == 0:
@@ -323,11 +173,12 @@ def prepare_training(cfg: DictConfig, info: dist.DistInfo) -> TrainData:
                      run.max_steps or run.epochs * steps_per_epoch)
 
 
-def resume(cfg: DictConfig, info: dist.DistInfo, data: TrainData, engine: Engine, ckpt_dir: Path) -> Progress:
-    """Load the newest checkpoint under ``run.resume`` (weights, engine, RNG); a fresh :class:`Progress` otherwise."""
-    saved = ckpt.step_folders(ckpt_dir) if cfg.run.resume else []
+def resume(enabled: bool, info: dist.DistInfo, data: TrainData, engine: Engine, ckpt_dir: Path) -> Progress:
+    """With ``run.resume`` (``enabled``), load the newest checkpoint (weights, engine, RNG); a fresh
+    :class:`Progress` otherwise."""
+    saved = ckpt.step_folders(ckpt_dir) if enabled else []
     if not saved:
-        if cfg.run.resume:
+        if enabled:
             log.info("run.resume: no checkpoint under %s, starting from scratch", ckpt_dir)
         return Progress()
     folder = saved[-1]
@@ -343,82 +194,18 @@ def resume(cfg: DictConfig, info: dist.DistInfo, data: TrainData, engine: Engine
     return Progress(state["step"], state["best"])
 
 
-def optimizer_steps(data: TrainData, cfg: DictConfig, start: int) -> Iterator[tuple[int, Iterator[dict]]]:
+def optimizer_steps(data: TrainData, run: RunConfig, start: int) -> Iterator[tuple[int, Iterator[Batch]]]:
     """(epoch, the ``run.grad_accum`` micro-batches of one optimizer step) from step ``start`` to the last."""
-    accum = cfg.run.grad_accum
+    accum = run.grad_accum
     collate = Collator(data.model.tokenizer.pad_token_id, "train")
     step = start
     while step < data.total_steps:
         epoch = step // data.steps_per_epoch
         skip = (step % data.steps_per_epoch) * accum
-        batches = iter(epoch_loader(data.train_set, data.sampler, epoch, skip, cfg, collate))
+        batches = iter(epoch_loader(data.train_set, data.sampler, epoch, skip, run, collate))
         for _ in range(min(data.steps_per_epoch - step % data.steps_per_epoch, data.total_steps - step)):
             yield epoch, itertools.islice(batches, accum)
             step += 1
-
-
-class Throughput:
-    """Loss, samples and tokens since the last log line, reduced over ranks when it is written."""
-
-    def __init__(self) -> None:
-        self.window = torch.zeros(4, dtype=torch.float64)  # loss sum, micro-batches, samples, tokens
-        self.start = time.perf_counter()
-
-    def add(self, loss: torch.Tensor, batch: dict) -> None:
-        self.window += torch.tensor([loss.item(), 1, len(batch["sample_ids"]), int(batch["attention_mask"].sum())],
-                                    dtype=torch.float64)
-
-    def drain(self, info: dist.DistInfo) -> dict[str, float]:
-        if info.distributed:
-            tdist.all_reduce(self.window)
-        elapsed = time.perf_counter() - self.start
-        values = {"train/loss": float(self.window[0] / self.window[1]),
-                  "train/samples_per_s": float(self.window[2]) / elapsed,
-                  "train/tokens_per_s": float(self.window[3]) / elapsed}
-        self.window.zero_()
-        self.start = time.perf_counter()
-        return values
-
-
-def tune_head_thresholds(model: EmotionLLaMA, dataset: EmotionDataset, cfg: DictConfig, info: dist.DistInfo) -> None:
-    """Multi-label classifier: per-class decision thresholds tuned on the validation split (rank 0 computes,
-    every rank receives them), so the checkpoint saved next carries them."""
-
-    thresholds = None
-    if info.is_main:
-        probs, targets = class_probabilities(model, dataset, cfg)
-        thresholds = tune_thresholds(probs, targets)
-    model.head.thresholds.copy_(dist.broadcast_object(thresholds))
-    log.info("classifier thresholds tuned on validation: %s", [round(float(t), 2) for t in model.head.thresholds])
-
-
-def run_validation(data: TrainData, cfg: DictConfig, info: dist.DistInfo, engine: Engine, progress: Progress,
-             metrics_log: MetricsLog | None, epoch: int) -> bool:
-    """Val loss + metrics through the evaluation path; True when ``run.best_metric`` improved."""
-
-    val_cfg = val_config(cfg)
-    val_loss = validation_loss(data.model, data.val_set, cfg, info, engine.autocast())
-    if data.model.head is not None and data.model.head.multi_label:
-        tune_head_thresholds(data.model, data.val_set, val_cfg, info)
-    with engine.autocast():
-        metrics = {k: v for k, v in evaluate_dataset(data.model, data.val_set, val_cfg).items()
-                   if isinstance(v, (int, float))}
-    metrics["loss"] = val_loss
-    name = cfg.run.best_metric
-    if name not in metrics:
-        raise ConfigError(f"run.best_metric={name!r} is not a validation metric; available: "
-                          f"{', '.join(sorted(metrics))}")
-    if metrics_log is not None:
-        metrics_log.write(progress.step, epoch, {f"val/{k}": float(v) for k, v in metrics.items()})
-    value, best = float(metrics[name]), progress.best
-    if best["value"] is not None and (value >= best["value"] if name.endswith("loss") else value <= best["value"]):
-        return False
-    best.update(value=value, step=progress.step)
-    return True
-
-
-def val_config(cfg: DictConfig) -> DictConfig:
-    return OmegaConf.merge(cfg, {"eval": {"split": "val"}})  # reports name the split they score
 
 
 def save_checkpoint(folder: Path, data: TrainData, cfg: DictConfig, info: dist.DistInfo, engine: Engine,
@@ -452,18 +239,5 @@ def publish_final(out: Path, ckpt_dir: Path, progress: Progress, data: TrainData
     dist.barrier()
     if data.val_set is not None and cfg.data.label_mode == "multi" and data.model.head is None:
         # (a classifier head's per-class thresholds were tuned at validation and travel in its weights)
-        choose_score_decision(data.model, final, data.val_set, val_config(cfg), info)
+        choose_score_decision(data.model, final, data.val_set, cfg, info)
     return final
-
-
-def choose_score_decision(model: EmotionLLaMA, final: Path, val_set: EmotionDataset, val_cfg: DictConfig,
-                  info: dist.DistInfo) -> None:
-    """Choose the multi-label score-mode threshold with the final weights on the validation split and save it
-    in ``final/`` (``scoring.DECISION_FILE``), so evaluation never tunes on the split it scores."""
-
-    ckpt.load_trainable(model, final)
-    _, decision = predict_with_decision(model, val_set, OmegaConf.merge(val_cfg, {"eval": {"mode": "score"}}))
-    if info.is_main:
-        write_decision(final, decision)
-        log.info("multi-label decision saved in %s: %s", final, decision.describe()["rule"])
-    dist.barrier()

@@ -1,0 +1,62 @@
+"""The training data order: samplers (shuffled or class-balanced, sharded by rank) and per-epoch loaders whose
+order depends on (seed, epoch) only, so a resumed run sees exactly the batches an uninterrupted one would."""
+from __future__ import annotations
+
+import math
+from typing import Iterator
+
+import torch
+from torch.utils.data import DataLoader, DistributedSampler, Sampler
+
+from minigpt4.config import RunConfig
+from minigpt4.data.collate import Collator
+from minigpt4.data.dataset import EmotionDataset, class_weights
+from minigpt4.runtime import dist
+
+
+class WeightedShardSampler(Sampler[int]):
+    """Inverse-class-frequency sampling with replacement (``run.balance: sampler``), sharded across ranks.
+
+    The draw depends on (seed, epoch) only: every rank draws the same global sequence and keeps its stride.
+    """
+
+    def __init__(self, labels: list[str], seed: int, rank: int, world: int) -> None:
+        weights = class_weights(labels)
+        self.weights = torch.tensor([weights[label] for label in labels], dtype=torch.double)
+        self.seed, self.rank, self.world, self.epoch = seed, rank, world, 0
+        self.per_rank = math.ceil(len(labels) / world)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.per_rank
+
+    def __iter__(self) -> Iterator[int]:
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        drawn = torch.multinomial(self.weights, self.per_rank * self.world, replacement=True, generator=g)
+        return iter(drawn[self.rank::self.world].tolist())
+
+
+def make_sampler(dataset: EmotionDataset, run: RunConfig, info: dist.DistInfo) -> Sampler[int]:
+    """``run.balance: sampler`` draws by inverse class frequency; otherwise a seeded shuffle, sharded by rank."""
+    if run.balance == "sampler":
+        return WeightedShardSampler([s.label for s in dataset.samples], run.seed, info.rank, info.world_size)
+    return DistributedSampler(dataset, num_replicas=info.world_size, rank=info.rank, shuffle=True,
+                              seed=run.seed, drop_last=False)
+
+
+def epoch_loader(dataset: EmotionDataset, sampler: Sampler[int], epoch: int, skip: int, run: RunConfig,
+                 collate: Collator) -> DataLoader:
+    """Micro-batches of one epoch, whole ones only, the first ``skip`` left out (resume mid-epoch).
+
+    The order depends on (seed, epoch) only; the loader gets its own generator so creating it never moves the
+    global RNG (which would make a resumed run diverge).
+    """
+    sampler.set_epoch(epoch)
+    dataset.set_epoch(epoch)
+    order = list(sampler)
+    bs = run.batch_size
+    batches = [order[i:i + bs] for i in range(0, len(order) - bs + 1, bs)]
+    return DataLoader(dataset, batch_sampler=batches[skip:], collate_fn=collate, num_workers=run.num_workers,
+                      generator=torch.Generator().manual_seed(run.seed + epoch))
