@@ -19,7 +19,8 @@ from minigpt4.config import ConfigError
 from minigpt4.data.run_config import load_config
 from minigpt4.data.pipeline import prepare_data
 from minigpt4.training.engine import lr_lambda
-from minigpt4.training.loop import WeightedShardSampler, fit
+from minigpt4.training.loop import fit
+from minigpt4.training.sampling import WeightedShardSampler
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ["run.eval_every=0", "eval.max_samples=16", "run.log_every=1", "run.warmup_steps=2"]

@@ -37,7 +37,7 @@ def evaluate_dataset(model: EmotionLLaMA, dataset: EmotionDataset, cfg: DictConf
     mode = "classifier" if getattr(getattr(model, "module", model), "head", None) is not None else cfg.eval.mode
     title = title or f"{dataset.corpus.name} {split} ({mode})"
     if dist.is_main():
-        label_set, label_mode = dataset.corpus.label_set, dataset.label_mode
+        label_set, label_mode = dataset.corpus.label_set, cfg.data.label_mode
         if out_dir is None:
             metrics = compute_metrics([p.gold for p in preds], [p.pred for p in preds], label_set, label_mode)
             if decision is not None:

@@ -60,9 +60,9 @@ def _empty_prompt_prior(model: EmotionLLaMA, dataset: EmotionDataset, candidates
 
 
 def scored_rows(model: EmotionLLaMA, dataset: EmotionDataset, ev: EvalConfig, workers: int,
-                answers: list[tuple[str, ...]]) -> list[tuple[str, list[str], list[float]]]:
+                answers: list[tuple[str, ...]], label_mode: str) -> list[tuple[str, list[str], list[float]]]:
     """(id, gold, label marginals) per sample from ranking the candidate ``answers`` (rank 0 gets all)."""
-    label_set, label_mode = dataset.corpus.label_set, dataset.label_mode
+    label_set = dataset.corpus.label_set
     candidates = [dataset.builder.encode_answer(label_set.format_answer(a)) for a in answers]
     lengths = torch.tensor([len(c) for c in candidates], dtype=torch.float32)
     prior = _empty_prompt_prior(model, dataset, candidates) if ev.score_norm == "calibrated" else None
@@ -137,7 +137,7 @@ def predict_with_decision(model: EmotionLLaMA, dataset: EmotionDataset, cfg: Dic
     model = getattr(model, "module", model)  # DDP / DeepSpeed wrappers hold the model in ``module``
     ev, workers = cfg.eval, cfg.run.num_workers
     split, mode = split or ev.split, mode or ev.mode
-    label_set, label_mode = dataset.corpus.label_set, dataset.label_mode
+    label_set, label_mode = dataset.corpus.label_set, cfg.data.label_mode
     was_training = model.training
     model.eval()
     try:
@@ -160,7 +160,7 @@ def predict_with_decision(model: EmotionLLaMA, dataset: EmotionDataset, cfg: Dic
                           for i, g, t in zip(batch["sample_ids"], _golds(batch, label_mode), texts)]
             return _gather(preds), None
         answers = scoring.candidate_sets(label_set, label_mode, ev.max_labels)
-        rows = scored_rows(model, dataset, ev, workers, answers)
+        rows = scored_rows(model, dataset, ev, workers, answers, label_mode)
     finally:
         model.train(was_training)
     decision = None

@@ -229,7 +229,7 @@ class Predictor:
         ``reason`` task, the generated reason."""
         cfg = self.cfg
         answers = scoring.candidate_sets(self.label_set, cfg.data.label_mode, cfg.eval.max_labels)
-        marginals = scored_rows(self.model, dataset, cfg.eval, cfg.run.num_workers, answers)[0][2]
+        marginals = scored_rows(self.model, dataset, cfg.eval, cfg.run.num_workers, answers, cfg.data.label_mode)[0][2]
         (prediction,), _ = predict_with_decision(self.model, dataset, cfg, split="test")
         out: dict[str, Any] = {
             "labels": prediction.pred,
