@@ -18,7 +18,6 @@ from typing import Sequence
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from minigpt4.config import ENV_OVERRIDES, field_doc, split_cli
-
 from minigpt4.data.run_config import load_config
 from minigpt4.models.checkpoint import WEIGHTS
 

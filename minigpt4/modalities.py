@@ -20,6 +20,7 @@ the tokenised transcript and dialogue context when ``model.text_encoder.enabled`
 
 @dataclass(frozen=True)
 class Modality:
+    """One modality the model can read: its slot, placeholder, source, width and upstream key."""
     name: str
     source: str
     """One of ``SOURCES``."""

@@ -15,7 +15,6 @@ from omegaconf.errors import OmegaConfBaseException
 from minigpt4.config.checks import check_config, require_complete
 from minigpt4.config.schema import Config, ConfigError, field_type
 
-
 PRESETS = Path(__file__).resolve().parent / "presets"
 """Named presets, one YAML file each: ``presets/<kind>/<name>.yaml``."""
 ENV_OVERRIDES = "EMOTION_LLAMA_OVERRIDES"

@@ -24,11 +24,13 @@ class ConfigError(ValueError):
 
 
 class ProjectorKind(StrEnum):
+    """How a feature modality is projected to the LLM width."""
     linear = "linear"
     mlp = "mlp"
 
 
 class VisionKind(StrEnum):
+    """Which frame encoder serves the image modality (``none``: no image modality)."""
     tiny = "tiny"
     eva_upstream = "eva_upstream"
     timm = "timm"
@@ -36,23 +38,27 @@ class VisionKind(StrEnum):
 
 
 class DType(StrEnum):
+    """Weight dtype of the frozen backbone."""
     float32 = "float32"
     bfloat16 = "bfloat16"
     float16 = "float16"
 
 
 class EncoderTuning(StrEnum):
+    """What of the MiniLM text encoder trains."""
     lora = "lora"
     top_layers = "top_layers"
     none = "none"
 
 
 class Head(StrEnum):
+    """Who answers: the LLM (``lm``) or a classifier head with no LLM (``classifier``)."""
     lm = "lm"
     classifier = "classifier"
 
 
 class CorpusName(StrEnum):
+    """The corpora with a reader (``minigpt4.data.corpora.READERS``)."""
     merr = "merr"
     mer2023 = "mer2023"
     iemocap = "iemocap"
@@ -62,49 +68,58 @@ class CorpusName(StrEnum):
 
 
 class LabelMode(StrEnum):
+    """One primary label per sample, or every label of its set."""
     single = "single"
     multi = "multi"
 
 
 class Task(StrEnum):
+    """What an example asks: the emotion, or the reason for it."""
     emotion = "emotion"
     reason = "reason"
 
 
 class Ablation(StrEnum):
+    """How a modality left out of ``data.modalities`` disappears from the prompt."""
     drop = "drop"
     zero = "zero"
 
 
 class OnMissing(StrEnum):
+    """What a missing feature or media file does to a run."""
     error = "error"
     skip = "skip"
 
 
 class Precision(StrEnum):
+    """Autocast precision of training and evaluation."""
     fp32 = "fp32"
     bf16 = "bf16"
     fp16 = "fp16"
 
 
 class Balance(StrEnum):
+    """How class imbalance is countered during training."""
     none = "none"
     sampler = "sampler"
     loss = "loss"
 
 
 class EvalMode(StrEnum):
+    """How the LLM head predicts: generate text and parse it, or score the label answers."""
     generate = "generate"
     score = "score"
 
 
 class EvalSplit(StrEnum):
+    """Which samples an evaluation scores."""
     test = "test"
     val = "val"
     fold = "fold"
 
 
 class ScoreNorm(StrEnum):
+    """How score mode compares the candidate answers' log-likelihoods."""
     none = "none"
     mean = "mean"
     calibrated = "calibrated"

@@ -16,13 +16,12 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from minigpt4.runtime import child_process
 from minigpt4.data.run_config import load_config
 from minigpt4.evaluation.runner import evaluate_checkpoint
-from minigpt4.training.loop import fit
+from minigpt4.runtime import child_process
 from minigpt4.runtime.output_folder import OutputFolderError
 from minigpt4.runtime.run_lock import RunLocked
-from minigpt4.training.loop import TrainingInterrupted
+from minigpt4.training.loop import TrainingInterrupted, fit
 
 LOG_ENV = {"PYTHONUNBUFFERED": "1", "TQDM_DISABLE": "1"}
 """Complete logs, no progress-bar redraws: a fold's output goes to a file."""

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol, Sequence, TypeVar
 
 import torch
-from minigpt4.runtime import child_process
+
 from minigpt4.cross_validation.fold_job import FoldCommand
+from minigpt4.runtime import child_process
 
 POLL_S = 0.5
 Task = TypeVar("Task")
@@ -55,6 +56,7 @@ def device_sets(jobs: int, nproc: int, gpus: Sequence[str], cores: int) -> list[
 
 
 class Launched(Protocol):
+    """A fold unit started by a launcher, local or a submitit job."""
     where: str
     """What a user opens to follow it (the log file, or the job id and its log)."""
 
@@ -65,6 +67,7 @@ class Launched(Protocol):
         """Ask it to end (SIGTERM: the trainer checkpoints) and wait for that."""
 
 class LocalFold:
+    """A fold unit run as an owned child process of this machine."""
     def __init__(self, command: FoldCommand) -> None:
         self.proc = command.start()
         self.where = str(command.log)
@@ -77,6 +80,7 @@ class LocalFold:
 
 
 class SubmititFold:
+    """A fold unit run as a submitit job (SLURM, or its local executor in tests)."""
     def __init__(self, executor: Any, command: FoldCommand) -> None:
         self.job = executor.submit(command)
         self.log = command.log

@@ -36,18 +36,17 @@ from typing import Any, Callable, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
+from minigpt4.config import ConfigError, save_config
 from minigpt4.cross_validation import fold_job
 from minigpt4.cross_validation import launch as fold_launch
-from minigpt4.runtime import run_folder
-from minigpt4.runtime.output_folder import fingerprint
-from minigpt4.runtime import run_lock
-from minigpt4.config import ConfigError, save_config
-from minigpt4.data.run_config import load_config
-from minigpt4.data.corpora import load_corpus
 from minigpt4.cross_validation.fold_job import FoldCommand
+from minigpt4.data.corpora import load_corpus
 from minigpt4.data.labels import LabelSet
-from minigpt4.evaluation.report import mean_std, summarize_folds, write_table
+from minigpt4.data.run_config import load_config
 from minigpt4.data.splits import select_splits
+from minigpt4.evaluation.report import mean_std, summarize_folds, write_table
+from minigpt4.runtime import run_folder, run_lock
+from minigpt4.runtime.output_folder import fingerprint
 
 RUN_FILE = "cross_run.json"
 BASE_CONFIG = "base_config.yaml"

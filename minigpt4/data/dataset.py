@@ -19,7 +19,13 @@ from minigpt4.config import DataConfig
 from minigpt4.data.batch import Example
 from minigpt4.data.corpora import Corpus
 from minigpt4.data.dialogue import DialogueTokenizer
-from minigpt4.data.prompts import PromptBuilder, choose_instruction, emotion_pool, normalize_caption, REASON_POOL
+from minigpt4.data.prompts import (
+    REASON_POOL,
+    PromptBuilder,
+    choose_instruction,
+    emotion_pool,
+    normalize_caption,
+)
 from minigpt4.data.samples import Sample
 
 

@@ -15,6 +15,7 @@ from minigpt4.features.minilm import model_dir
 
 @dataclass(frozen=True)
 class EncoderInput:
+    """MiniLM token ids of context + utterance for the trainable text slot."""
     input_ids: list[int]
     token_type_ids: list[int]
     turns: int

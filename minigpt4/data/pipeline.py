@@ -11,9 +11,9 @@ from transformers import PreTrainedTokenizerBase
 from minigpt4.data.corpora import Corpus, load_corpus
 from minigpt4.data.dataset import EmotionDataset, ExampleSpec, class_weights
 from minigpt4.data.dialogue import DialogueTokenizer
-from minigpt4.modalities import SLOTS
 from minigpt4.data.prompts import PromptBuilder
 from minigpt4.data.splits import select_splits
+from minigpt4.modalities import SLOTS
 
 log = logging.getLogger(__name__)
 

@@ -81,6 +81,7 @@ def choose_instruction(pool: Sequence[str], fixed: int | None, rng: random.Rando
 
 @dataclass(frozen=True)
 class EncodedPrompt:
+    """A tokenised prompt: token ids and, per position, which modality slot (if any) it is."""
     ids: list[int]
     slots: list[int]
     """Per position: 0 for a text token, else the slot id (``modalities.SLOT_IDS``) of the embedding there."""

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class Sample:
+    """One utterance of any corpus: labels, transcript, reason, group, media and dialogue context."""
     id: str
     """Unique in its corpus; the split is part of the id where raw ids repeat across splits (MELD)."""
     labels: tuple[str, ...]

@@ -11,7 +11,12 @@ from typing import Sequence
 
 from minigpt4.data.samples import Sample
 from minigpt4.features.minilm import DIM, MODEL_NAME, embed_texts
-from minigpt4.features.store import FeatureError, PackedFeatureStore, default_cache_dir, write_store
+from minigpt4.features.store import (
+    FeatureError,
+    PackedFeatureStore,
+    default_cache_dir,
+    write_store,
+)
 
 
 def _key(pairs: Sequence[tuple[str, str]]) -> str:

@@ -15,6 +15,7 @@ from minigpt4.evaluation.report import HEADLINE, mean_std, write_table
 from minigpt4.models.model import EmotionLLaMA
 from minigpt4.runtime import dist
 
+
 def _row(metrics: dict) -> dict[str, Any]:
     return {k: metrics[k] for k in HEADLINE if k in metrics}
 

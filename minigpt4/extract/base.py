@@ -14,8 +14,7 @@ import numpy as np
 
 from minigpt4 import modalities
 from minigpt4.extract.faces import FaceTrack, track_faces
-from minigpt4.extract.media import DecodedClip, MediaError
-from minigpt4.extract.media import decode_clip
+from minigpt4.extract.media import DecodedClip, MediaError, decode_clip
 
 
 @dataclass
@@ -89,6 +88,7 @@ def _typed(value: Any, default: Any) -> Any:
 
 @dataclass
 class ClipFeatures:
+    """One clip's extraction result: features per modality, the frame, and what failed and why."""
     features: dict[str, np.ndarray]
     """modality -> ``[tokens, dim]`` float32, for every extractor that succeeded."""
     failures: dict[str, str] = field(default_factory=dict)

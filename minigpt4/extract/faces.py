@@ -34,6 +34,7 @@ def _cascade(name: str) -> cv2.CascadeClassifier:
 
 @dataclass
 class FaceTrack:
+    """The faces found in a clip's sampled frames: aligned crops and where they were."""
     crops: list[np.ndarray]
     """Aligned ``CROP x CROP x 3`` uint8 RGB faces, one per frame where a face was found."""
     boxes: list[tuple[int, int, int, int]]

@@ -23,6 +23,7 @@ class MediaError(ValueError):
 
 @dataclass
 class DecodedClip:
+    """A decoded clip: sampled RGB frames and 16 kHz mono audio, with their timing."""
     path: str
     frames: np.ndarray | None
     """``[T, H, W, 3]`` uint8 RGB, sampled uniformly over the clip (or segment); None without video."""

@@ -14,21 +14,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import torch
 from tqdm import tqdm
 
-import torch
 from minigpt4 import modalities
-from minigpt4.runtime.output_folder import OutputFolderError, claim_folder, fingerprint
-from minigpt4.extract.registry import build_extractors
 from minigpt4.extract.base import Extractor, extract_clip
 from minigpt4.extract.media import MEDIA_SUFFIXES, MediaError
-from minigpt4.extract.store import MANIFEST, PartInfo, manifest, pack, part_path, write_part
+from minigpt4.extract.registry import build_extractors
+from minigpt4.extract.store import (
+    MANIFEST,
+    PartInfo,
+    manifest,
+    pack,
+    part_path,
+    write_part,
+)
+from minigpt4.runtime.output_folder import OutputFolderError, claim_folder, fingerprint
 
 TOOL = "datasets/extract_features.py"
 
 
 @dataclass(frozen=True)
 class Job:
+    """One clip to extract: its id, media path, decode options and any error known before decoding."""
     clip_id: str
     path: str
     decode: dict[str, Any] = field(default_factory=dict)

@@ -15,12 +15,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+import cv2
 import numpy as np
 
-import cv2
-from minigpt4.features.store import FRAMES_FORMAT, INDEX_FILE, STORE_FORMAT, FeatureError
 from minigpt4.extract.base import ClipFeatures, Extractor
 from minigpt4.extract.registry import EXTRACTORS, build_extractors
+from minigpt4.features.store import (
+    FRAMES_FORMAT,
+    INDEX_FILE,
+    STORE_FORMAT,
+    FeatureError,
+)
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "emotion-llama-extraction-v1"
@@ -69,6 +74,7 @@ def part_path(store: Path, clip_id: str) -> Path:
 
 @dataclass
 class PartInfo:
+    """What one clip's part file says: its id, per-modality failures and whether a face was found."""
     clip_id: str
     failures: dict[str, str] = field(default_factory=dict)
     face_found: bool = False

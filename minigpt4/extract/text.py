@@ -5,9 +5,9 @@ from typing import Any
 
 import numpy as np
 
-from minigpt4.features.minilm import DIM, embed_texts
 from minigpt4.extract.base import ClipInputs, Extractor
 from minigpt4.extract.media import MediaError
+from minigpt4.features.minilm import DIM, embed_texts
 
 
 class MiniLMText(Extractor):

@@ -58,6 +58,7 @@ class _HFExtractor(Extractor):
 
 
 class HubertAudio(_HFExtractor):
+    """Upstream's ``audio`` feature: HuBERT-large hidden states from a local folder."""
     name = "hubert"
     modality = "audio"
     version = "1"
@@ -77,6 +78,7 @@ class HubertAudio(_HFExtractor):
 
 
 class VideoMAEVideo(_HFExtractor):
+    """Upstream's ``video`` feature: VideoMAE hidden states from a local folder."""
     name = "videomae"
     modality = "video"
     version = "1"
@@ -102,6 +104,7 @@ class VideoMAEVideo(_HFExtractor):
 
 
 class FaceMAE(_HFExtractor):
+    """Upstream's ``face`` feature: MAE ViT hidden states of the face crops, from a local folder."""
     name = "mae-face"
     modality = "face"
     version = "1"

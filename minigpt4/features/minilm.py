@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-from tqdm import tqdm
 import torch
-
+from tqdm import tqdm
 
 MODEL_NAME = "all-MiniLM-L6-v2"
 DIM = 384

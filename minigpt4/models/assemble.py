@@ -6,10 +6,15 @@ from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
-from peft import LoraConfig
-from peft import get_peft_model
-from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedModel
-from transformers import PreTrainedTokenizerBase
+from peft import LoraConfig, get_peft_model
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
 from minigpt4.config import ConfigError
 from minigpt4.models.classifier import ClassifierHead

@@ -11,6 +11,8 @@ from torch import nn
 
 
 class ClassifierHead(nn.Module):
+    """Pooled modality tokens -> label logits: softmax for single-label, sigmoid with per-class
+    thresholds (tuned on validation, saved as a buffer) for multi-label."""
     def __init__(self, width: int, hidden: int, num_labels: int, dropout: float, multi_label: bool) -> None:
         super().__init__()
         if hidden > 0:

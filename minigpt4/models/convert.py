@@ -20,10 +20,10 @@ from omegaconf import DictConfig
 from safetensors.torch import save_file
 from transformers import AutoConfig, AutoModelForCausalLM
 
-from minigpt4.models.assemble import DTYPES, assemble, wrap_lora
-from minigpt4.models.checkpoint import CONFIG, WEIGHTS, publish, stage
 from minigpt4.config import save_config
 from minigpt4.modalities import upstream_projectors
+from minigpt4.models.assemble import DTYPES, assemble, wrap_lora
+from minigpt4.models.checkpoint import CONFIG, WEIGHTS, publish, stage
 from minigpt4.models.model import EmotionLLaMA
 from minigpt4.models.vision import FrameEncoder, read_state_dict
 

@@ -16,11 +16,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
-from transformers.modeling_outputs import CausalLMOutputWithPast, SequenceClassifierOutput
+from transformers.modeling_outputs import (
+    CausalLMOutputWithPast,
+    SequenceClassifierOutput,
+)
 
 from minigpt4.data.batch import Batch
-from minigpt4.models.classifier import ClassifierHead
 from minigpt4.modalities import REGISTRY, SLOT_IDS
+from minigpt4.models.classifier import ClassifierHead
 from minigpt4.models.projectors import FeatureNorm, make_projector
 from minigpt4.models.text_encoder import TextEncoder
 from minigpt4.models.vision import FrameEncoder

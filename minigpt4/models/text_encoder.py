@@ -10,9 +10,9 @@ import os
 
 import torch
 from omegaconf import DictConfig
+from peft import LoraConfig, get_peft_model
 from torch import nn
 
-from peft import LoraConfig, get_peft_model
 from minigpt4.features.minilm import DIM, model_dir
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
+
 from minigpt4.data.labels import LABEL_SETS
 from minigpt4.data.prompts import all_pool_text
 

@@ -20,6 +20,7 @@ import torch.distributed as tdist
 
 @dataclass(frozen=True)
 class DistInfo:
+    """This process's place in a torchrun job (rank, world size, device); a single process is rank 0 of 1."""
     rank: int
     world_size: int
     local_rank: int

@@ -21,6 +21,7 @@ class RunLocked(RuntimeError):
 
 
 class RunLock:
+    """An exclusive lock on a run folder, so two processes never write into one run."""
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
         self.path = self.folder / LOCK_FILE

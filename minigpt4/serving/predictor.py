@@ -8,9 +8,11 @@ for the ``reason`` task, ``generate``. So a served clip is never seen differentl
 from __future__ import annotations
 
 import base64
+import os
 import threading
 import time
 from dataclasses import dataclass, replace
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -19,31 +21,34 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-import os
-from fractions import Fraction
-from minigpt4.evaluation import scoring
-from minigpt4.data.collate import Collator
+from minigpt4 import entry
 from minigpt4.config import ConfigError, check_config
-from minigpt4.data.run_config import load_config
-from minigpt4.data.corpora import Corpus, label_set_of, store_path
-from minigpt4.evaluation.predict import predict_with_decision, scored_rows
-from minigpt4.extract import ClipFeatures, Extractor, MediaError, build_extractors, extract_clip
-from minigpt4.extract.media import MEDIA_SUFFIXES
-from minigpt4.extract.store import extractors_from_store, read_manifest
-from minigpt4.modalities import FEATURE_MODALITIES
-from minigpt4.models.model import EmotionLLaMA
+from minigpt4.data.collate import Collator
+from minigpt4.data.corpora import READERS, Corpus, label_set_of, store_path
+from minigpt4.data.corpora.demo import VERSION
 from minigpt4.data.dataset import EmotionDataset, ExampleSpec
+from minigpt4.data.jobs import sample_jobs
 from minigpt4.data.pipeline import RunData
 from minigpt4.data.prompts import PromptBuilder
+from minigpt4.data.run_config import load_config
 from minigpt4.data.samples import Sample
-from minigpt4.models.build import build_model
-from minigpt4 import entry
-from minigpt4.data.corpora import READERS
-from minigpt4.data.corpora.demo import VERSION
-from minigpt4.data.jobs import sample_jobs
-from minigpt4.features.store import default_cache_dir
 from minigpt4.data.splits import select_splits
-from minigpt4.extract import decode_clip
+from minigpt4.evaluation import scoring
+from minigpt4.evaluation.predict import predict_with_decision, scored_rows
+from minigpt4.extract import (
+    ClipFeatures,
+    Extractor,
+    MediaError,
+    build_extractors,
+    decode_clip,
+    extract_clip,
+)
+from minigpt4.extract.media import MEDIA_SUFFIXES
+from minigpt4.extract.store import extractors_from_store, read_manifest
+from minigpt4.features.store import default_cache_dir
+from minigpt4.modalities import FEATURE_MODALITIES
+from minigpt4.models.build import build_model
+from minigpt4.models.model import EmotionLLaMA
 
 WAVEFORM_POINTS = 240
 """Envelope bins sent to the page for the waveform plot."""

@@ -22,7 +22,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from minigpt4.extract import MediaError
 from minigpt4.serving.predictor import Example
-from minigpt4.serving.uploads import UnsupportedMedia, UploadTooLarge, display_id, stored_upload
+from minigpt4.serving.uploads import (
+    UnsupportedMedia,
+    UploadTooLarge,
+    display_id,
+    stored_upload,
+)
 
 DEFAULT_MAX_UPLOAD_MB = 50
 # Everything the page loads comes from this server; images are inline data URLs.

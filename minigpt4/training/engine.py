@@ -19,10 +19,10 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from minigpt4.runtime import dist
 from minigpt4.config import ConfigError
 from minigpt4.data.dataset import present_slots
 from minigpt4.models.model import EmotionLLaMA
+from minigpt4.runtime import dist
 
 log = logging.getLogger(__name__)
 AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}

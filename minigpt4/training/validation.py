@@ -3,8 +3,8 @@ rule, and the multi-label decisions a checkpoint carries (classifier thresholds,
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 

@@ -12,20 +12,29 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from omegaconf import OmegaConf
-from minigpt4.features.store import FeatureSource, NpyFolderFeatures, PackedFeatureStore, RoutedFeatures
+
+from minigpt4 import modalities as registry
+from minigpt4.config import DataConfig
+from minigpt4.data.corpora import demo, ecf, iemocap, meld, merr
+from minigpt4.data.corpora.common import (
+    CorpusError,
+    ReadResult,
+    check_unique,
+    label_setup,
+    resolve,
+)
 from minigpt4.data.frames import FrameReader
 from minigpt4.data.labels import LabelSet, get_label_set
-from minigpt4 import modalities as registry
-from minigpt4.modalities import FEATURE_MODALITIES, MODALITIES
 from minigpt4.data.samples import Sample
-from minigpt4.data.corpora import demo
-from minigpt4.data.corpora import ecf
-from minigpt4.data.corpora import iemocap
-from minigpt4.data.corpora import meld
-from minigpt4.data.corpora import merr
-from minigpt4.data.corpora.common import CorpusError, ReadResult, check_unique, label_setup, resolve
-from minigpt4.extract.store import read_manifest
 from minigpt4.data.text_features import DIM, text_feature_store
+from minigpt4.extract.store import read_manifest
+from minigpt4.features.store import (
+    FeatureSource,
+    NpyFolderFeatures,
+    PackedFeatureStore,
+    RoutedFeatures,
+)
+from minigpt4.modalities import FEATURE_MODALITIES, MODALITIES
 
 __all__ = ["Corpus", "CorpusError", "label_set_of", "load_corpus", "READERS"]
 
@@ -42,6 +51,7 @@ MAX_LISTED = 10
 
 @dataclass
 class Corpus:
+    """A loaded corpus: samples, their features and frames, and the samples dropped with the reason."""
     name: str
     label_set: LabelSet
     """The label set of the chosen label setup (``iemocap_4class``, ``meld``, ``merr``, ``demo`` ...)."""
@@ -54,19 +64,19 @@ class Corpus:
     excluded: dict[str, int] = field(default_factory=dict)
     """Utterances the label setup leaves out (e.g. IEMOCAP ``xxx``): reason -> count."""
 
-def store_path(data_cfg: Any) -> Path | None:
+def store_path(data_cfg: DataConfig) -> Path | None:
     """The packed feature store a run reads: ``data.feature_store`` (relative to the corpus root), else the
     corpus's own (the demo corpus ships one extracted from its media). Computed without generating anything."""
-    store = getattr(data_cfg, "feature_store", None)
-    name = getattr(data_cfg, "corpus")
-    root_value = getattr(data_cfg, "root", None)
+    store = data_cfg.feature_store
+    name = data_cfg.corpus
+    root_value = data_cfg.root
     root = demo.location(data_cfg) if name == "demo" else Path(root_value).expanduser() if root_value else None
     if store:
         return resolve(root, store) if root is not None else Path(store)
     return root / demo.STORE if name == "demo" else None
 
 
-def recorded_dims(data_cfg: Any) -> dict[str, Any]:
+def recorded_dims(data_cfg: DataConfig) -> dict[str, Any]:
     """modality -> width recorded in the run's feature store manifest (plus ``__store__``: its path); the demo
     corpus's store, not generated yet, is made by known extractors. Empty when nothing is recorded."""
 
@@ -77,17 +87,17 @@ def recorded_dims(data_cfg: Any) -> dict[str, Any]:
     if store is not None and (store / "manifest.json").is_file():
         entries = read_manifest(store)["modalities"]
         return {"__store__": str(store), **{m: int(e["dim"]) for m, e in entries.items() if e["stored"]}}
-    if getattr(data_cfg, "corpus") == "demo" and not getattr(data_cfg, "feature_store", None):
+    if data_cfg.corpus == "demo" and not data_cfg.feature_store:
         return {"__store__": str(store), **demo.store_dims()}
     return {}
 
 
-def _features(data_cfg: Any, result: ReadResult, root: Path | None, dims: Mapping[str, int] | None) -> FeatureSource:
+def _features(data_cfg: DataConfig, result: ReadResult, root: Path | None, dims: Mapping[str, int] | None) -> FeatureSource:
     store = store_path(data_cfg)
     if store is not None:
         return PackedFeatureStore(store, dims)
     dirs = dict(result.feature_dirs)
-    for modality, folder in dict(getattr(data_cfg, "feature_dirs", None) or {}).items():
+    for modality, folder in dict(data_cfg.feature_dirs or {}).items():
         if modality not in FEATURE_MODALITIES:
             raise CorpusError(f"data.feature_dirs names unknown modality {modality!r}; "
                               f"expected {', '.join(FEATURE_MODALITIES)}")
@@ -112,7 +122,7 @@ def _missing(samples: list[Sample], modalities: Sequence[str], features: Feature
     return missing
 
 
-def load_corpus(data_cfg: Any, modalities: Sequence[str], dims: Mapping[str, int] | None = None,
+def load_corpus(data_cfg: DataConfig, modalities: Sequence[str], dims: Mapping[str, int] | None = None,
                 cached_text: bool = True) -> Corpus:
     """Read ``data_cfg.corpus`` and check that every file ``modalities`` need is present.
 
@@ -122,7 +132,7 @@ def load_corpus(data_cfg: Any, modalities: Sequence[str], dims: Mapping[str, int
     of the transcripts, computed once and cached (``minigpt4.features.minilm``), unless ``cached_text`` is False
     (a trainable text encoder reads the transcripts itself).
     """
-    name = getattr(data_cfg, "corpus")
+    name = data_cfg.corpus
     if name not in READERS:
         raise CorpusError(f"data.corpus={name!r}: expected one of {', '.join(READERS)}")
     for modality in modalities:
@@ -132,7 +142,7 @@ def load_corpus(data_cfg: Any, modalities: Sequence[str], dims: Mapping[str, int
     check_unique(result.samples, f"corpus {name}")
     root = demo.root(data_cfg) if name == "demo" else Path(data_cfg.root).expanduser()
     features = _features(data_cfg, result, root, dims)
-    frames = FrameReader(str(getattr(data_cfg, "frame", "first")), store_path(data_cfg))
+    frames = FrameReader(str(data_cfg.frame), store_path(data_cfg))
     if "text" in modalities and cached_text:
         if dims and dims.get("text", DIM) != DIM:
             raise CorpusError(f"model.features.text.dim={dims['text']}, but text features are all-MiniLM-L6-v2 "
@@ -143,7 +153,7 @@ def load_corpus(data_cfg: Any, modalities: Sequence[str], dims: Mapping[str, int
     missing = _missing(result.samples, [m for m in modalities if registry.get(m).source != "transcript"], features, frames)
     skipped: list[tuple[str, str]] = []
     if missing:
-        if getattr(data_cfg, "on_missing", "error") != "skip":
+        if data_cfg.on_missing != "skip":
             listed = "\n  ".join(f"{sid}: {why}" for sid, why in list(missing.items())[:MAX_LISTED])
             more = f"\n  ... and {len(missing) - MAX_LISTED} more" if len(missing) > MAX_LISTED else ""
             raise CorpusError(f"corpus {name}: {len(missing)} sample(s) lack a file needed by modalities "
@@ -156,10 +166,10 @@ def load_corpus(data_cfg: Any, modalities: Sequence[str], dims: Mapping[str, int
     return Corpus(name, result.label_set, samples, features, skipped, frames, result.excluded)
 
 
-def label_set_of(data_cfg: Any) -> LabelSet:
+def label_set_of(data_cfg: DataConfig) -> LabelSet:
     """The label set ``data.corpus`` + ``data.labels`` give, without reading the corpus (serving a checkpoint
     needs its labels, not its training data); the same setup names the readers accept."""
-    name = getattr(data_cfg, "corpus")
+    name = data_cfg.corpus
     if name not in READERS:
         raise CorpusError(f"data.corpus={name!r}: expected one of {', '.join(READERS)}")
     if name == "iemocap":

@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from omegaconf import OmegaConf
+
+from minigpt4.config import DataConfig
 from minigpt4.data.labels import LabelSet
 from minigpt4.data.samples import Sample
 
@@ -25,9 +27,9 @@ class ReadResult:
     """Utterances left out by the label setup itself (e.g. IEMOCAP ``xxx``, classes outside 4-class): reason ->
     count. These are protocol choices, not missing files, so they are counted rather than listed."""
 
-def options(data_cfg: Any, allowed: Mapping[str, Any], corpus: str) -> dict[str, Any]:
+def options(data_cfg: DataConfig, allowed: Mapping[str, Any], corpus: str) -> dict[str, Any]:
     """``data.options`` merged over the reader's defaults; an unknown key is an error (typos fail loudly)."""
-    given = getattr(data_cfg, "options", None) or {}
+    given = data_cfg.options or {}
     if hasattr(given, "items") and not isinstance(given, dict):
         given = OmegaConf.to_container(given, resolve=True)
     unknown = sorted(set(given) - set(allowed))
@@ -37,17 +39,17 @@ def options(data_cfg: Any, allowed: Mapping[str, Any], corpus: str) -> dict[str,
     return {**allowed, **given}
 
 
-def label_setup(data_cfg: Any, accepted: Mapping[str, str], corpus: str) -> str:
+def label_setup(data_cfg: DataConfig, accepted: Mapping[str, str], corpus: str) -> str:
     """Resolve ``data.labels`` (``default`` or a named setup) to a setup name of this corpus."""
-    name = getattr(data_cfg, "labels", "default") or "default"
+    name = data_cfg.labels or "default"
     if name not in accepted:
         raise CorpusError(f"data.labels={name!r} is not a label setup of corpus {corpus!r}; "
                           f"expected one of {', '.join(accepted)}")
     return accepted[name]
 
 
-def root_dir(data_cfg: Any, corpus: str) -> Path:
-    root = getattr(data_cfg, "root", None)
+def root_dir(data_cfg: DataConfig, corpus: str) -> Path:
+    root = data_cfg.root
     if not root:
         raise CorpusError(f"data.root is required for corpus {corpus!r} (the folder holding its files)")
     path = Path(root).expanduser()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -26,14 +27,13 @@ from typing import Any
 import cv2
 import numpy as np
 
-import os
-from minigpt4.features.store import default_cache_dir
+from minigpt4.config import DataConfig
 from minigpt4.data.corpora import iemocap
 from minigpt4.data.corpora.common import CorpusError, ReadResult, label_setup, options
-from minigpt4.extract import DEFAULTS, EXTRACTORS
-from minigpt4.extract import build_extractors
 from minigpt4.data.jobs import sample_jobs
+from minigpt4.extract import DEFAULTS, EXTRACTORS, build_extractors
 from minigpt4.extract.run import extract_store
+from minigpt4.features.store import default_cache_dir
 
 SEED = 20240
 MARKER = "demo.json"
@@ -101,12 +101,12 @@ VERSION = "demo-" + hashlib.sha1(repr((SEED, SESSIONS, TEST_SESSION, DIALOGS, UT
                                        _extractor_versions())).encode()).hexdigest()[:10]
 """Cache folder name: changes whenever a generator parameter does, so a stale cached corpus is never read."""
 
-def location(data_cfg: Any) -> Path:
+def location(data_cfg: DataConfig) -> Path:
     """Where the demo corpus lives: ``data.root``, else ``<cache>/<VERSION>``."""
-    return Path(data_cfg.root).expanduser() if getattr(data_cfg, "root", None) else default_cache_dir() / VERSION
+    return Path(data_cfg.root).expanduser() if data_cfg.root else default_cache_dir() / VERSION
 
 
-def root(data_cfg: Any) -> Path:
+def root(data_cfg: DataConfig) -> Path:
     """The demo corpus folder, generated there on first use."""
     folder = location(data_cfg)
     if not (folder / MARKER).is_file():
@@ -114,7 +114,7 @@ def root(data_cfg: Any) -> Path:
     return folder
 
 
-def read(data_cfg: Any) -> ReadResult:
+def read(data_cfg: DataConfig) -> ReadResult:
     options(data_cfg, {}, "demo")
     label_setup(data_cfg, {"default": "4class", "4class": "4class"}, "demo")
     return iemocap.read(_DemoConfig(data_cfg, root(data_cfg)), label_set_name="demo")

@@ -10,10 +10,20 @@ import json
 from pathlib import Path
 from typing import Any
 
+from minigpt4.config import DataConfig
+from minigpt4.data.corpora.common import (
+    CorpusError,
+    ReadResult,
+    check_unique,
+    context_line,
+    label_setup,
+    options,
+    require_file,
+    resolve,
+    root_dir,
+)
 from minigpt4.data.labels import LabelSet, get_label_set
 from minigpt4.data.samples import Sample
-from minigpt4.data.corpora.common import CorpusError, ReadResult, check_unique, context_line, label_setup, options, require_file, \
-    resolve, root_dir
 
 DEFAULTS: dict[str, Any] = {
     "files": {"train": "Subtask_2_train.json", "test": "Subtask_2_test.json"},
@@ -52,11 +62,11 @@ def read_file(path: Path, split: str, label_set: LabelSet, video_dir: Path, requ
     return samples
 
 
-def read(data_cfg: Any) -> ReadResult:
+def read(data_cfg: DataConfig) -> ReadResult:
     root = root_dir(data_cfg, "ecf")
     opts = options(data_cfg, DEFAULTS, "ecf")
     label_set = get_label_set(label_setup(data_cfg, {"default": "ecf", "ecf": "ecf"}, "ecf"))
-    require_text = bool(getattr(data_cfg, "transcript", False))
+    require_text = bool(data_cfg.transcript)
     samples: list[Sample] = []
     for split, name in dict(opts["files"]).items():
         if split not in ("train", "dev", "test"):

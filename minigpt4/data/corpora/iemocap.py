@@ -19,11 +19,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from minigpt4.config import DataConfig
+from minigpt4.data.corpora.common import (
+    CorpusError,
+    ReadResult,
+    check_unique,
+    context_line,
+    label_setup,
+    options,
+    require_file,
+    resolve,
+    root_dir,
+)
 from minigpt4.data.labels import LabelSet, get_label_set
-from minigpt4.modalities import folder_defaults
 from minigpt4.data.samples import Sample
-from minigpt4.data.corpora.common import CorpusError, ReadResult, check_unique, context_line, label_setup, options, require_file, \
-    resolve, root_dir
+from minigpt4.modalities import folder_defaults
 
 _BASE = {"neu": "neutral", "hap": "happy", "sad": "sad", "ang": "angry"}
 SETUPS: dict[str, tuple[str, dict[str, str]]] = {
@@ -174,13 +184,13 @@ def _release_root(root: Path) -> Path:
     return nested if not any(SESSION.match(p.name) for p in root.iterdir()) and nested.is_dir() else root
 
 
-def read_release(root: Path, data_cfg: Any, opts: dict, setup: str) -> ReadResult:
+def read_release(root: Path, data_cfg: DataConfig, opts: dict, setup: str) -> ReadResult:
     label_set = get_label_set(SETUPS[setup][0])
     mapping = SETUPS[setup][1]
-    multi = getattr(data_cfg, "label_mode", "single") == "multi"
-    min_votes = int(getattr(data_cfg, "min_votes", 2))
-    keep_undecided = bool(getattr(data_cfg, "keep_undecided", False))
-    require_text = bool(getattr(data_cfg, "transcript", False))
+    multi = data_cfg.label_mode == "multi"
+    min_votes = int(data_cfg.min_votes)
+    keep_undecided = bool(data_cfg.keep_undecided)
+    require_text = bool(data_cfg.transcript)
     release = _release_root(root)
     sessions = sorted((int(m.group(1)), p) for p in release.iterdir() if (m := SESSION.match(p.name)) and p.is_dir())
     if not sessions:
@@ -236,12 +246,12 @@ def _speaker(utterance_id: str) -> str:
     return utterance_id.rsplit("_", 1)[-1][:1]
 
 
-def read_scr_pickle(path: Path, root: Path, data_cfg: Any, opts: dict, setup: str) -> ReadResult:
+def read_scr_pickle(path: Path, root: Path, data_cfg: DataConfig, opts: dict, setup: str) -> ReadResult:
     """Emotion-llama-scratch ``data_collected*.pickle``: a list of dicts with ``id``, ``emotion`` (3-letter
     code) and ``transcription``. Unpickling runs code from the file: load only pickles you trust. Its labels
     are not the release's consensus labels (formats.md 2.3), and it carries no verified vote counts, so only
     single-label setups are offered."""
-    if getattr(data_cfg, "label_mode", "single") == "multi":
+    if data_cfg.label_mode == "multi":
         raise CorpusError(f"{path}: the Emotion-llama-scratch pickle has no verified evaluator votes; multi-label "
                           "needs the raw release (unset data.options.pickle)")
     label_set = get_label_set(SETUPS[setup][0])
@@ -273,7 +283,7 @@ def read_scr_pickle(path: Path, root: Path, data_cfg: Any, opts: dict, setup: st
     return ReadResult(samples, label_set, {m: path.parent / d for m, d in SCR_FEATURE_DIRS.items()}, dict(excluded))
 
 
-def read(data_cfg: Any, label_set_name: str | None = None) -> ReadResult:
+def read(data_cfg: DataConfig, label_set_name: str | None = None) -> ReadResult:
     """``label_set_name`` replaces the setup's label set by an identical one (the demo corpus's ``demo``)."""
     root = root_dir(data_cfg, "iemocap")
     opts = options(data_cfg, DEFAULTS, "iemocap")

@@ -12,11 +12,22 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from minigpt4.config import DataConfig
+from minigpt4.data.corpora.common import (
+    CorpusError,
+    ReadResult,
+    check_fields,
+    check_unique,
+    context_line,
+    label_setup,
+    options,
+    require_file,
+    resolve,
+    root_dir,
+)
 from minigpt4.data.labels import LabelSet, get_label_set
-from minigpt4.modalities import folder_defaults
 from minigpt4.data.samples import Sample
-from minigpt4.data.corpora.common import CorpusError, ReadResult, check_fields, check_unique, context_line, label_setup, options, require_file, \
-    resolve, root_dir
+from minigpt4.modalities import folder_defaults
 
 SPLITS = ("train", "dev", "test")
 COLUMNS = ("Utterance", "Speaker", "Emotion", "Dialogue_ID", "Utterance_ID")
@@ -115,11 +126,11 @@ def read_split(path: Path, split: str, video_dir: Path, require_text: bool, labe
     return samples
 
 
-def read(data_cfg: Any) -> ReadResult:
+def read(data_cfg: DataConfig) -> ReadResult:
     root = root_dir(data_cfg, "meld")
     opts = options(data_cfg, DEFAULTS, "meld")
     label_set = get_label_set(label_setup(data_cfg, {"default": "meld", "meld": "meld"}, "meld"))
-    require_text = bool(getattr(data_cfg, "transcript", False))
+    require_text = bool(data_cfg.transcript)
     samples: list[Sample] = []
     for split in opts["splits"]:
         if split not in SPLITS:

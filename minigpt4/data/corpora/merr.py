@@ -13,10 +13,21 @@ import json
 from pathlib import Path
 from typing import Any
 
+from minigpt4.config import DataConfig
+from minigpt4.data.corpora.common import (
+    CorpusError,
+    ReadResult,
+    check_fields,
+    check_unique,
+    label_setup,
+    options,
+    require_file,
+    resolve,
+    root_dir,
+)
 from minigpt4.data.labels import LabelSet, get_label_set
-from minigpt4.modalities import folder_defaults
 from minigpt4.data.samples import Sample
-from minigpt4.data.corpora.common import CorpusError, ReadResult, check_fields, check_unique, label_setup, options, require_file, resolve, root_dir
+from minigpt4.modalities import folder_defaults
 
 FEATURE_DIRS = folder_defaults("merr")
 REASON_FIELDS = {"coarse": ("coarse_json", "caption"), "fine": ("fine_json", "smp_reason_caption")}
@@ -90,7 +101,7 @@ def read_reasons(path: Path, key: str) -> dict[str, str]:
     return {name: entry.get(key) if isinstance(entry, dict) else None for name, entry in data.items()}
 
 
-def _read(data_cfg: Any, corpus: str) -> ReadResult:
+def _read(data_cfg: DataConfig, corpus: str) -> ReadResult:
     root = root_dir(data_cfg, corpus)
     opts = options(data_cfg, DEFAULTS[corpus], corpus)
     label_set = get_label_set(label_setup(data_cfg, {"default": corpus, corpus: corpus}, corpus))
@@ -101,14 +112,14 @@ def _read(data_cfg: Any, corpus: str) -> ReadResult:
             raise CorpusError(f"data.options.annotation for {corpus}: unknown split {split!r}; expected train/dev/test")
 
     transcript_path = resolve(root, opts["transcripts"])
-    require_text = bool(getattr(data_cfg, "transcript", False))
+    require_text = bool(data_cfg.transcript)
     texts: dict[str, str] = {}
     if require_text or transcript_path.is_file():
         texts = read_transcripts(require_file(transcript_path, f"{corpus} transcripts"), opts["transcript_column"])
 
     reasons: dict[str, str | None] | None = None
     reason_path = None
-    if "reason" in list(getattr(data_cfg, "tasks", []) or []):
+    if "reason" in list(data_cfg.tasks or []):
         if opts["reason_source"] not in REASON_FIELDS:
             raise CorpusError(f"data.options.reason_source={opts['reason_source']!r}; expected coarse or fine")
         file_key, field_name = REASON_FIELDS[opts["reason_source"]]
@@ -138,9 +149,9 @@ def _read(data_cfg: Any, corpus: str) -> ReadResult:
     return ReadResult(samples, label_set, {m: feature_root / d for m, d in FEATURE_DIRS.items()})
 
 
-def read_merr(data_cfg: Any) -> ReadResult:
+def read_merr(data_cfg: DataConfig) -> ReadResult:
     return _read(data_cfg, "merr")
 
 
-def read_mer2023(data_cfg: Any) -> ReadResult:
+def read_mer2023(data_cfg: DataConfig) -> ReadResult:
     return _read(data_cfg, "mer2023")
