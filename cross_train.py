@@ -9,7 +9,7 @@ corpus, 5 folds plus the held-out test session, in a few minutes on a laptop CPU
                           [--overwrite] [key=value ...]
 
 Each fold is one process (train, then evaluate); ``--jobs N`` runs N at once. Rerunning the same command skips
-finished folds; see ``minigpt4/cross_validation.py`` for the run folder.
+finished folds; see ``minigpt4/cross_validation/plan.py`` for the run folder.
 """
 from __future__ import annotations
 

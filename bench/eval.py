@@ -5,7 +5,7 @@ upstream-style generation, on the same checkpoint and the same held-out samples.
                          [key=value ...]
 
 The model: ``--checkpoint`` (a ``final/`` folder, e.g. ``runs/cross/demo/test/final`` after ``make demo``), or
-else the demo recipe trained here on the train split (``train_loop.fit``, into a temporary folder). The
+else the demo recipe trained here on the train split (``training.loop.fit``, into a temporary folder). The
 samples are the first ``--samples`` of the test split, which that training never saw.
 
 Upstream style (Emotion-LLaMA's ``eval_emotion.py``): one sample per call, greedy, ``max_new_tokens=500``,

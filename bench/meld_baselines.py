@@ -29,7 +29,7 @@ def main(overrides: list[str]) -> int:
     cfg = load_config(REPO / "train_configs" / "meld_text_classifier.yaml",
                       ["model.text_encoder.enabled=false", *overrides])
     corpus = load_corpus(cfg.data, ["text"], {"text": cfg.model.features.text.dim}, cached_text=True)
-    splits = select_splits(corpus.samples, cfg)
+    splits = select_splits(corpus.samples, seed=cfg.run.seed, val_fraction=cfg.data.val_fraction)
     train, val = splits["train"], splits["val"]
 
     def matrix(samples):

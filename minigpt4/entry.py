@@ -131,7 +131,7 @@ def make_parser(program: str, doc: str, keys: Sequence[str], examples: Sequence[
         "",
         "config keys most often changed (key=value after the flags; column 2: the demo recipe's value):",
         *key_lines,
-        f"  (any key of minigpt4/config.py works; {ENV_OVERRIDES}='k=v ...' adds overrides to every command)",
+        f"  (any key of minigpt4/config/schema.py works; {ENV_OVERRIDES}='k=v ...' adds overrides to every command)",
         "",
         "examples:",
         *(f"  {e}" for e in examples),

@@ -270,7 +270,7 @@ class ModelConfig:
     """Answer length in tokens, EOS included: longer training answers are cut to it, generation stops at it."""
     standardize_features: bool = True
     """A fresh run (no ``checkpoint``) standardises every feature modality with the training split's
-    per-dimension mean and std, saved in its checkpoints (``FeatureNorm``, projector_init.py); false: raw."""
+    per-dimension mean and std, saved in its checkpoints (``FeatureNorm``, models/feature_norms.py); false: raw."""
 
 
 @dataclass

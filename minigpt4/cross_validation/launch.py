@@ -104,7 +104,7 @@ class SubmititFold:
 def submitit_executor(folder: Path, cluster: str, params: Mapping[str, Any]) -> Any:
     """A submitit executor (``slurm``, or ``local`` to try the same path without a cluster); ``params`` are its
     ``update_parameters`` (``timeout_min``, ``gpus_per_node``, ``slurm_partition`` ...), checked by submitit."""
-    import submitit
+    import submitit  # optional: only the SLURM / submitit launchers need it
 
     executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
     try:

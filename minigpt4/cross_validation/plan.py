@@ -4,7 +4,7 @@ Why subprocesses: each fold starts from a clean interpreter (same base checkpoin
 leaking from another fold) and a fold that fails stops the run with its own log tail. Why one process per fold
 (``fold_job``): the torch/transformers start-up is paid once, not once for training and again for evaluation.
 Why parallel: folds are independent; ``--jobs N`` runs N at once, each on its own device set, here or as
-SLURM jobs through submitit (``fold_launch``), and the result does not depend on N. Why a run folder with a
+SLURM jobs through submitit (``launch``), and the result does not depend on N. Why a run folder with a
 fingerprint: a rerun of the same command skips finished folds, and a rerun of a *different* command never
 mixes its folds into an old summary. Tracked config files are never written: every fold's resolved config
 lives in the run folder.
@@ -37,8 +37,7 @@ from typing import Any, Callable, Sequence
 from omegaconf import DictConfig, OmegaConf
 
 from minigpt4.config import ConfigError, save_config
-from minigpt4.cross_validation import fold_job
-from minigpt4.cross_validation import launch as fold_launch
+from minigpt4.cross_validation import fold_job, launch
 from minigpt4.cross_validation.fold_job import FoldCommand
 from minigpt4.data.corpora import load_corpus
 from minigpt4.data.labels import LabelSet
@@ -84,7 +83,7 @@ class Options:
     jobs: int = 0
     """Units run at once; 0: as many as the devices hold (local), every unit (submitit)."""
     launcher: str = "local"
-    """``local`` (owned child processes), ``slurm`` or ``submitit-local`` (submitit jobs; see fold_launch)."""
+    """``local`` (owned child processes), ``slurm`` or ``submitit-local`` (submitit jobs; see launch.py)."""
     submitit: list[str] = field(default_factory=list)
     """``key=value`` executor parameters for submitit (``slurm_partition=gpu``, ``gpus_per_node=4`` ...)."""
 
@@ -175,11 +174,10 @@ def plan_folds(cfg: DictConfig) -> FoldPlan:
     corpus = load_corpus(cfg.data, [m for m in cfg.data.modalities if m != "text"], dims)
     folds = []
     for k in range(1, cfg.run.num_folds + 1):
-        fold_cfg = cfg.copy()
-        fold_cfg.run.fold = k
-        splits = select_splits(corpus.samples, fold_cfg)
+        splits = select_splits(corpus.samples, seed=cfg.run.seed, val_fraction=cfg.data.val_fraction, fold=k,
+                               num_folds=cfg.run.num_folds)
         folds.append({split: [s.id for s in splits[split]] for split in ("train", "val", "fold")})
-    test = [s.id for s in select_splits(corpus.samples, cfg)["test"]]
+    test = [s.id for s in select_splits(corpus.samples, seed=cfg.run.seed, val_fraction=cfg.data.val_fraction)["test"]]
     groups = {s.id: s.group if s.group is not None else s.id for s in corpus.samples}
     return FoldPlan(corpus.label_set, folds, test, groups)
 
@@ -333,22 +331,22 @@ def launch_units(units: list[str], base: DictConfig, section: DictConfig, opts: 
     """Run the units' fold processes, up to ``--jobs`` at once, here or through submitit; stop at a failure."""
     try:
         if opts.launcher == "local":
-            gpus, cores = fold_launch.visible_gpus(), fold_launch.cpu_cores()
-            jobs = min(opts.jobs or fold_launch.auto_jobs(opts.nproc, gpus, cores), len(units))
-            slots = fold_launch.device_sets(jobs, opts.nproc, gpus, cores)
+            gpus, cores = launch.visible_gpus(), launch.cpu_cores()
+            jobs = min(opts.jobs or launch.auto_jobs(opts.nproc, gpus, cores), len(units))
+            slots = launch.device_sets(jobs, opts.nproc, gpus, cores)
 
-            def launched(task: UnitTask, env: dict[str, str]) -> fold_launch.Launched:
-                return fold_launch.LocalFold(replace(task.command, env=env))
+            def launched(task: UnitTask, env: dict[str, str]) -> launch.Launched:
+                return launch.LocalFold(replace(task.command, env=env))
         else:
             params = OmegaConf.to_container(OmegaConf.from_dotlist(opts.submitit)) if opts.submitit else {}
-            executor = fold_launch.submitit_executor(out / SUBMITIT_DIR, SUBMITIT_CLUSTERS[opts.launcher], params)
+            executor = launch.submitit_executor(out / SUBMITIT_DIR, SUBMITIT_CLUSTERS[opts.launcher], params)
             jobs = min(opts.jobs or len(units), len(units))
             threads = str(max(1, int(params["cpus_per_task"]) // opts.nproc)) if "cpus_per_task" in params else None
             slots = [{"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads} if threads else {}] * jobs
 
-            def launched(task: UnitTask, env: dict[str, str]) -> fold_launch.Launched:
-                return fold_launch.SubmititFold(executor, replace(task.command, env=env))
-    except fold_launch.FoldLaunchError as err:
+            def launched(task: UnitTask, env: dict[str, str]) -> launch.Launched:
+                return launch.SubmititFold(executor, replace(task.command, env=env))
+    except launch.FoldLaunchError as err:
         raise CrossValidationError(str(err)) from None
     where = "here" if opts.launcher == "local" else f"as {opts.launcher} jobs"
     progress(f"{len(units)} unit(s) to run {where}, up to {jobs} at once"
@@ -356,7 +354,7 @@ def launch_units(units: list[str], base: DictConfig, section: DictConfig, opts: 
 
     tasks: dict[str, UnitTask] = {}
 
-    def start(unit: str, env: dict[str, str]) -> fold_launch.Launched:
+    def start(unit: str, env: dict[str, str]) -> launch.Launched:
         task = tasks[unit] = prepare_unit(unit, base, section, opts)
         handle = launched(task, env)
         progress(f"{task.label}: {task.work}; {handle.where}" + (f"; {_describe(env)}" if env and len(slots) > 1 else ""))
@@ -367,7 +365,7 @@ def launch_units(units: list[str], base: DictConfig, section: DictConfig, opts: 
         metrics = finish_unit(task, status)
         progress(f"{task.label}: accuracy {metrics['accuracy']:.4f}, done in {_duration(time.monotonic() - task.started)}")
 
-    fold_launch.run_all(units, slots, start, done)
+    launch.run_all(units, slots, start, done)
 
 
 def _describe(env: dict[str, str]) -> str:

@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass
 from typing import Sequence
 
+from transformers import AutoTokenizer
+
 from minigpt4.features.minilm import model_dir
 
 
@@ -27,7 +29,6 @@ class DialogueTokenizer:
 
     def __init__(self, max_length: int) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        from transformers import AutoTokenizer
 
         if max_length < 4:
             raise ValueError(f"model.text_encoder.max_length={max_length}: at least 4 tokens are needed")

@@ -64,7 +64,8 @@ def prepare_data(cfg: DictConfig, model: PromptLayout, modalities: Sequence[str]
         log.warning("skipped %s: %s", sample_id, why)
     builder = PromptBuilder(model.tokenizer, model.slot_tokens, cfg.model.llm.prompt_template,
                             cfg.model.llm.use_chat_template, cfg.model.max_prompt_tokens, cfg.model.max_answer_tokens)
-    splits = select_splits(corpus.samples, cfg)
+    splits = select_splits(corpus.samples, seed=cfg.run.seed, val_fraction=cfg.data.val_fraction,
+                           fold=cfg.run.fold, num_folds=cfg.run.num_folds)
     log.info("corpus %s: %s", corpus.name, ", ".join(f"{k} {len(v)}" for k, v in splits.items()))
     dialogue = DialogueTokenizer(encoder.max_length) if encoder.enabled else None
     return RunData(corpus, splits, builder, dialogue)

@@ -25,7 +25,7 @@ def _stats(x: np.ndarray) -> list[float]:
 
 
 def acoustic_features(audio: np.ndarray, sr: int, fmin: float, fmax: float, hop: int, resolution: float) -> np.ndarray:
-    import librosa
+    import librosa  # heavy import (numba): only audio feature extraction and resampling need it
 
     mfcc = librosa.feature.mfcc(y=audio, sr=sr, n_mfcc=N_MFCC + 1, hop_length=hop)[1:] / 20.0
     rms = librosa.feature.rms(y=audio, frame_length=4 * hop, hop_length=hop)[0]

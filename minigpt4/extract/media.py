@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import av
 import numpy as np
+import soundfile
 
 SAMPLE_RATE = 16000
 AUDIO_SUFFIXES = (".wav", ".flac")
@@ -71,7 +73,6 @@ def crop_side(frames: np.ndarray, side: str, path: Path) -> np.ndarray:
 
 def read_audio_file(path: Path, segment: tuple[float, float] | None) -> np.ndarray:
     """A ``.wav``/``.flac`` file as 16 kHz mono float32 (channels averaged, resampled when needed)."""
-    import soundfile
 
     if not path.is_file():
         raise MediaError(f"{path}: audio file not found")
@@ -83,7 +84,7 @@ def read_audio_file(path: Path, segment: tuple[float, float] | None) -> np.ndarr
     if segment is not None:
         audio = audio[int(segment[0] * rate): int(segment[1] * rate)]
     if rate != SAMPLE_RATE and len(audio):
-        import librosa
+        import librosa  # heavy import (numba): only audio feature extraction and resampling need it
 
         audio = librosa.resample(audio, orig_sr=rate, target_sr=SAMPLE_RATE)
     return np.ascontiguousarray(audio, dtype=np.float32)
@@ -91,8 +92,6 @@ def read_audio_file(path: Path, segment: tuple[float, float] | None) -> np.ndarr
 
 def _decode_container(path: Path, max_frames: int, segment: tuple[float, float] | None
                       ) -> tuple[np.ndarray | None, np.ndarray | None, float]:
-    import av
-
     start, end = segment if segment is not None else (0.0, float("inf"))
     try:
         with av.open(str(path)) as container:
@@ -137,7 +136,6 @@ def _video(container, max_frames: int, start: float, end: float, path: Path) -> 
 
 
 def _audio(container, start: float, end: float) -> np.ndarray:
-    import av
 
     stream = container.streams.audio[0]
     resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)

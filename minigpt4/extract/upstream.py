@@ -18,6 +18,7 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
+from transformers import HubertModel, VideoMAEModel, ViTMAEModel
 
 from minigpt4.extract.base import ClipInputs, Extractor
 from minigpt4.extract.media import MediaError
@@ -64,8 +65,6 @@ class HubertAudio(_HFExtractor):
     version = "1"
 
     def load(self, path: str) -> torch.nn.Module:
-        from transformers import HubertModel
-
         return HubertModel.from_pretrained(path, local_files_only=True)
 
     @torch.inference_mode()
@@ -86,8 +85,6 @@ class VideoMAEVideo(_HFExtractor):
     defaults: dict[str, Any] = {"path": None, "input": "faces"}
 
     def load(self, path: str) -> torch.nn.Module:
-        from transformers import VideoMAEModel
-
         return VideoMAEModel.from_pretrained(path, local_files_only=True)
 
     @torch.inference_mode()
@@ -111,8 +108,6 @@ class FaceMAE(_HFExtractor):
     frames = 16
 
     def load(self, path: str) -> torch.nn.Module:
-        from transformers import ViTMAEModel
-
         return ViTMAEModel.from_pretrained(path, mask_ratio=0.0, local_files_only=True)
 
     @torch.inference_mode()

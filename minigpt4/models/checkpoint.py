@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from minigpt4.config import ConfigError, save_config
+from minigpt4.config import ConfigError, LLMConfig, ModelConfig, save_config
 from minigpt4.models.model import EmotionLLaMA
 from minigpt4.runtime.run_folder import flatten
 
@@ -37,9 +37,9 @@ TOKENIZER = "tokenizer"
 _STEP_DIR = re.compile(r"^step_(\d+)$")
 
 
-def tokenizer_is_packaged(cfg: DictConfig) -> bool:
+def tokenizer_is_packaged(llm: LLMConfig) -> bool:
     """True when the run uses the packaged tiny tokenizer, which then travels with every checkpoint."""
-    return cfg.model.llm.path is None and not cfg.model.llm.tokenizer_path
+    return llm.path is None and not llm.tokenizer_path
 
 
 def staging_path(folder: str | Path) -> Path:
@@ -68,7 +68,7 @@ def write_checkpoint(folder: str | Path, model: EmotionLLaMA, cfg: DictConfig, s
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.trainable_state_dict().items()}
     save_file(tensors, str(tmp / WEIGHTS))
     save_config(cfg, tmp / CONFIG)
-    if tokenizer_is_packaged(cfg):
+    if tokenizer_is_packaged(cfg.model.llm):
         model.tokenizer.save_pretrained(str(tmp / TOKENIZER))
     if state is not None:
         torch.save(state, tmp / STATE)
@@ -131,7 +131,7 @@ def _may_differ(key: str) -> bool:
     return leaf.endswith(("path", "checkpoint")) or leaf in FREE_MODEL_KEYS
 
 
-def check_model_config(model_cfg: DictConfig, path: str | Path) -> None:
+def check_model_config(model_cfg: ModelConfig, path: str | Path) -> None:
     """Refuse to load a checkpoint into a model configured otherwise than the one it was trained with.
 
     The tiny backbone is rebuilt from ``model.seed`` and LoRA's scale from ``lora.alpha``; neither is in the

@@ -19,7 +19,7 @@ class FeatureNorm(nn.Module):
     """Per-dimension standardisation of one modality's features before its projector: ``(x - mean) / std``.
 
     Why: extractors report features in their own units (spreads from 0.002 to 0.9 side by side), and a
-    projector learns from a few large dimensions only; set from the training split (``projector_init``) it
+    projector learns from a few large dimensions only; set from the training split (``feature_norms``) it
     lets the projector learn in standardised coordinates. The statistics are buffers saved in every
     checkpoint with the trainable weights, so evaluation and prediction apply exactly what training used.
     Identity until set (upstream checkpoints and models built for conversion keep raw features).

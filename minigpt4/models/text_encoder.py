@@ -9,20 +9,20 @@ from __future__ import annotations
 import os
 
 import torch
-from omegaconf import DictConfig
 from peft import LoraConfig, get_peft_model
 from torch import nn
+from transformers import AutoModel
 
+from minigpt4.config import TextEncoderConfig
 from minigpt4.features.minilm import DIM, model_dir
 
 
 class TextEncoder(nn.Module):
     """MiniLM over ``input_ids`` / ``attention_mask`` / ``token_type_ids`` -> ``[b, tokens, 384]``."""
 
-    def __init__(self, cfg: DictConfig, tokens: int) -> None:
+    def __init__(self, cfg: TextEncoderConfig, tokens: int) -> None:
         super().__init__()
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        from transformers import AutoModel
 
         if tokens < 1:
             raise ValueError(f"model.features.text.tokens={tokens}: the text encoder needs at least one slot token")

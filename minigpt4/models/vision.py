@@ -14,7 +14,6 @@ from pathlib import Path
 
 import timm
 import torch
-from omegaconf import DictConfig
 from safetensors.torch import load_file
 from timm.layers import resample_abs_pos_embed
 from timm.models.eva import Eva
@@ -25,7 +24,7 @@ LN_VISION_EPS = 1e-5
 """``ln_vision`` is a default ``nn.LayerNorm`` upstream; the blocks' own norms use 1e-6."""
 
 
-def upstream_eva(cfg: DictConfig) -> Eva:
+def upstream_eva(cfg: VisionConfig) -> Eva:
     """EVA ViT as upstream's ``create_eva_vit_g`` shapes it (fused qkv weight, q/v biases, no final norm)."""
     return Eva(img_size=cfg.image_size, patch_size=cfg.patch_size, embed_dim=cfg.width, depth=cfg.depth,
                num_heads=cfg.heads, mlp_ratio=cfg.mlp_ratio, qkv_bias=True, qkv_fused=True,
@@ -75,7 +74,7 @@ def _natural(key: str) -> tuple:
     return tuple(int(p) if p.isdigit() else p for p in key.split("."))
 
 
-def _weight_file(cfg: DictConfig) -> Path:
+def _weight_file(cfg: VisionConfig) -> Path:
     path = Path(cfg.checkpoint) if cfg.checkpoint else None
     if path is None or not path.is_file():
         raise FileNotFoundError(
@@ -90,7 +89,7 @@ class FrameEncoder(nn.Module):
     ``load_weights=False`` builds the structure only (a ``meta``-device skeleton for the converter).
     """
 
-    def __init__(self, cfg: DictConfig, load_weights: bool = True) -> None:
+    def __init__(self, cfg: VisionConfig, load_weights: bool = True) -> None:
         super().__init__()
         self.ln_vision: nn.Module = nn.Identity()
         self.unused_keys: list[str] = []

@@ -63,7 +63,7 @@ def export_onnx(model: EmotionLLaMA, example: Mapping[str, torch.Tensor], output
 
 def onnx_session(path: str | Path, threads: int = 0):
     """An onnxruntime CPU session (``threads`` 0: onnxruntime's default)."""
-    import onnxruntime as ort
+    import onnxruntime as ort  # optional: only ONNX export and its check need it
 
     options = ort.SessionOptions()
     if threads:

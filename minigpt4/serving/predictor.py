@@ -16,6 +16,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Sequence
 
+import av
 import cv2
 import numpy as np
 import torch
@@ -302,7 +303,7 @@ def example_clips(cfg: DictConfig, per_label: int = 1) -> list[Example]:
         return []
 
     result = READERS["demo"](cfg.data)
-    test = select_splits(result.samples, cfg)["test"]
+    test = select_splits(result.samples, seed=cfg.run.seed, val_fraction=cfg.data.val_fraction)["test"]
     chosen = [s for label in result.label_set.labels for s in [x for x in test if x.label == label][:per_label]]
     folder = default_cache_dir() / "demo-examples" / VERSION
     examples = []
@@ -319,7 +320,6 @@ def cut_clip(source: str | Path, decode: dict[str, Any], out: Path) -> Path:
     ``decode_clip`` takes them) written as its own H.264 + AAC ``.mp4``, what a user would upload. Written
     once, under a temporary name, then renamed."""
 
-    import av
 
 
     if out.is_file():

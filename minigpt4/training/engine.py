@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from minigpt4.config import ConfigError
+from minigpt4.config import ConfigError, DataConfig, RunConfig
 from minigpt4.data.dataset import present_slots
 from minigpt4.models.model import EmotionLLaMA
 from minigpt4.runtime import dist
@@ -52,9 +52,9 @@ def make_optimizer(model: nn.Module, cfg: DictConfig) -> torch.optim.AdamW:
                              lr=cfg.run.lr, betas=(0.9, 0.999))
 
 
-def unused_projectors(model: EmotionLLaMA, cfg: DictConfig) -> list[str]:
+def unused_projectors(model: EmotionLLaMA, data: DataConfig) -> list[str]:
     """Projectors no prompt slot feeds under ``data.modalities`` (they receive no gradient)."""
-    used, _ = present_slots(cfg.data.modalities, cfg.data.ablation, list(model.slot_tokens))
+    used, _ = present_slots(data.modalities, data.ablation, list(model.slot_tokens))
     return [name for name in model.projectors if name not in used]
 
 
@@ -75,7 +75,7 @@ class TorchEngine:
         self.scaler = torch.amp.GradScaler(info.device.type, enabled=run.precision == "fp16")
         self.module: nn.Module = model
         if info.distributed:
-            unused = unused_projectors(model, cfg)
+            unused = unused_projectors(model, cfg.data)
             if unused:
                 log.info("projectors %s get no gradient under data.modalities: DDP finds unused parameters", unused)
             self.module = DistributedDataParallel(
@@ -123,14 +123,14 @@ class DeepSpeedEngine:
     """DeepSpeed ZeRO: the engine divides by its accumulation steps and steps only on the boundary."""
 
     def __init__(self, model: EmotionLLaMA, cfg: DictConfig, info: dist.DistInfo, total_steps: int) -> None:
-        import deepspeed
+        import deepspeed  # optional engine: imported only when run.deepspeed is set
 
         run = cfg.run
         optimizer = make_optimizer(model, cfg)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lr_lambda(total_steps, run.warmup_steps, run.min_lr_ratio))
         self.engine, _, _, self.scheduler = deepspeed.initialize(
-            model=model, optimizer=optimizer, lr_scheduler=scheduler, config=deepspeed_config(cfg))
+            model=model, optimizer=optimizer, lr_scheduler=scheduler, config=deepspeed_config(cfg.run))
         self.module: nn.Module = self.engine
 
     def autocast(self) -> contextlib.AbstractContextManager:
@@ -157,24 +157,24 @@ class DeepSpeedEngine:
         self.engine.load_checkpoint(str(folder), tag=DEEPSPEED_TAG, load_module_strict=False)
 
 
-def deepspeed_config(cfg: DictConfig) -> dict[str, Any]:
+def deepspeed_config(run: RunConfig) -> dict[str, Any]:
     """The JSON file's settings plus the numbers the run config owns (batch, accumulation, clipping, precision).
 
     A JSON value that contradicts the run config is an error rather than a silent override.
     """
-    path = Path(cfg.run.deepspeed)
+    path = Path(run.deepspeed)
     if not path.is_file():
         raise FileNotFoundError(f"run.deepspeed={path} does not exist")
     ds = json.loads(path.read_text())
-    owned = {"train_micro_batch_size_per_gpu": cfg.run.batch_size, "gradient_accumulation_steps": cfg.run.grad_accum,
-             "gradient_clipping": cfg.run.max_grad_norm}
+    owned = {"train_micro_batch_size_per_gpu": run.batch_size, "gradient_accumulation_steps": run.grad_accum,
+             "gradient_clipping": run.max_grad_norm}
     for key, value in owned.items():
         if ds.get(key, "auto") not in ("auto", value):
             raise ConfigError(f"{path}: {key}={ds[key]} contradicts the run config ({value}); set it to \"auto\"")
         ds[key] = value
     ds.pop("train_batch_size", None)
-    ds["bf16"] = {**ds.get("bf16", {}), "enabled": cfg.run.precision == "bf16"}
-    ds["fp16"] = {**ds.get("fp16", {}), "enabled": cfg.run.precision == "fp16"}
+    ds["bf16"] = {**ds.get("bf16", {}), "enabled": run.precision == "bf16"}
+    ds["fp16"] = {**ds.get("fp16", {}), "enabled": run.precision == "fp16"}
     return ds
 
 

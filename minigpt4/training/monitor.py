@@ -21,6 +21,7 @@ class MetricsLog:
     """Rank-0 metrics sink: console, ``metrics.csv`` (long format: step, epoch, name, value) and TensorBoard."""
 
     def __init__(self, out: Path, start_step: int) -> None:
+        # heavy import (protobuf, the TensorBoard stack): only rank 0 of a training run needs it
         from torch.utils.tensorboard import SummaryWriter
 
         self.csv_path = out / "metrics.csv"

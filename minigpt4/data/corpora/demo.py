@@ -26,6 +26,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+import soundfile
 
 from minigpt4.config import DataConfig
 from minigpt4.data.corpora import iemocap
@@ -231,7 +232,6 @@ def _wav(path: Path, code: str, second: str | None, speaker: str, seconds: float
     """A voiced utterance: syllable-shaped bursts of a harmonic tone whose pitch level and contour,
     loudness, rate and harshness follow the class (a blend mixes in the second emotion's with weight
     ``BLEND_WEIGHT``), with log-normal jitter and a little breath noise."""
-    import soundfile
 
     params = np.array(PROSODY[code])
     if second is not None:
@@ -251,7 +251,7 @@ def _wav(path: Path, code: str, second: str | None, speaker: str, seconds: float
 
 def _face() -> np.ndarray:
     """A real face for the detector and expression network: skimage's astronaut photo, head and shoulders."""
-    from skimage import data
+    from skimage import data  # heavy import: only generating the demo corpus needs it
 
     side = FRAME // 2 - 8
     return cv2.resize(data.astronaut()[50:220, 160:310], (side, side), interpolation=cv2.INTER_AREA).astype(np.float32)
