@@ -19,6 +19,8 @@ from timm.layers import resample_abs_pos_embed
 from timm.models.eva import Eva
 from torch import nn
 
+from minigpt4.config import VisionConfig
+
 log = logging.getLogger(__name__)
 LN_VISION_EPS = 1e-5
 """``ln_vision`` is a default ``nn.LayerNorm`` upstream; the blocks' own norms use 1e-6."""
