@@ -11,11 +11,11 @@ FRAME_SIZE = 64
 
 
 def untrained_checkpoint(folder: Path) -> Path:
-    from minigpt4.models.build import build_model
-    from minigpt4.models.checkpoint import write_checkpoint
     from minigpt4.data.run_config import load_config
     from minigpt4.extract import build_extractors
     from minigpt4.extract.store import MANIFEST, manifest
+    from minigpt4.models.build import build_model
+    from minigpt4.models.checkpoint import write_checkpoint
 
     extractors = build_extractors(None)
     store = folder.parent / "store"

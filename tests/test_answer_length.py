@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import torch
 
-from minigpt4.models.build import build_model
+from minigpt4.data.pipeline import prepare_data
 from minigpt4.data.run_config import load_config
 from minigpt4.evaluation.predict import predict
-from minigpt4.data.pipeline import prepare_data
+from minigpt4.models.build import build_model
 
 
 class RecordingModel(torch.nn.Module):

@@ -7,17 +7,17 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from tiny_backbones import FAMILIES, save_backbone
 
-from minigpt4.models.build import build_model
-from minigpt4.models.checkpoint import WEIGHTS
-from minigpt4.data.collate import Collator
 from minigpt4.config import ConfigError
+from minigpt4.data.collate import Collator
+from minigpt4.data.pipeline import prepare_data
 from minigpt4.data.run_config import load_config
 from minigpt4.evaluation.predict import predict
+from minigpt4.models.build import build_model
+from minigpt4.models.checkpoint import WEIGHTS
 from minigpt4.models.model import SlotCountError
-from minigpt4.data.pipeline import prepare_data
 from minigpt4.training.loop import fit
-from tiny_backbones import FAMILIES, save_backbone
 
 ROOT = Path(__file__).resolve().parents[1]
 N = 4

@@ -12,9 +12,9 @@ import time
 
 import pytest
 import uvicorn
-
 from media_clips import write_clip
 from serving_helpers import untrained_checkpoint
+
 from minigpt4.serving.predictor import Example, Predictor, load_predict_config
 from minigpt4.serving.web import create_app
 

@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from minigpt4.models import checkpoint as ckpt
-from minigpt4.models.build import build_model
 from minigpt4.config import ConfigError
 from minigpt4.data.run_config import load_config
+from minigpt4.models import checkpoint as ckpt
+from minigpt4.models.build import build_model
 
 
 @pytest.fixture(scope="module")

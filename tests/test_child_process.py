@@ -42,7 +42,7 @@ def start_parent(tmp_path: Path) -> tuple[subprocess.Popen, int]:
     pid_file = tmp_path / "child.pid"
     # SIGINT is restored to Python's default: a shell that backgrounds a job (CI runners may) makes it ignored.
     code = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
-            "from pathlib import Path; from minigpt4.cross_validation.fold_job import FoldCommand; "
+            "from pathlib import Path; from minigpt4.cross_validation.fold_command import FoldCommand; "
             "from minigpt4.cross_validation.launch import LocalFold, run_all; "
             "fold = FoldCommand([sys.executable, '-c', sys.argv[1], sys.argv[2]], Path(sys.argv[3])); "
             "run_all(['fold 1'], [{}], lambda unit, env: LocalFold(fold), lambda unit, status: None)")

@@ -6,13 +6,13 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from minigpt4.models.assemble import build_tokenizer
-from minigpt4.models.build import build_model
 from minigpt4.config import ConfigError
+from minigpt4.data.labels import get_label_set
+from minigpt4.data.prompts import PromptBuilder, emotion_pool
 from minigpt4.data.run_config import load_config
 from minigpt4.modalities import SLOT_IDS
-from minigpt4.data.prompts import PromptBuilder, emotion_pool
-from minigpt4.data.labels import get_label_set
+from minigpt4.models.assemble import build_tokenizer
+from minigpt4.models.build import build_model
 from minigpt4.models.tiny_tokenizer import ASSET_DIR, train
 
 

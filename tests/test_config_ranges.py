@@ -4,7 +4,6 @@ from __future__ import annotations
 import pytest
 
 from minigpt4.config import ConfigError
-
 from minigpt4.data.run_config import load_config
 
 

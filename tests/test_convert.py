@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from tiny_backbones import save_backbone
 from transformers import LlamaConfig
 
 import convert_checkpoint
+from minigpt4.data.run_config import load_config
 from minigpt4.models.build import build_model
 from minigpt4.models.checkpoint import WEIGHTS
-from minigpt4.data.run_config import load_config
 from minigpt4.models.convert import PROJECTOR_MAP, load_upstream_checkpoint
-from tiny_backbones import save_backbone
 
 KEYS = json.loads((Path(__file__).resolve().parent / "data" / "upstream" / "emotion_llama_checkpoint_keys.json")
                   .read_text())

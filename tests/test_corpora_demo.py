@@ -11,11 +11,10 @@ import numpy as np
 import pytest
 
 from minigpt4.config import DataConfig
-from minigpt4.data.corpora import CorpusError, load_corpus
-from minigpt4.data.corpora import demo
+from minigpt4.data.corpora import CorpusError, demo, load_corpus
 from minigpt4.data.corpora.demo import VERSION
-from minigpt4.extract import build_extractors, extract_clip
 from minigpt4.data.jobs import sample_jobs
+from minigpt4.extract import build_extractors, extract_clip
 
 
 @pytest.fixture(scope="module")

@@ -15,19 +15,19 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from minigpt4.data.run_config import load_config
-from minigpt4.data.corpora import load_corpus
+from minigpt4.cross_validation.launch import FoldLaunchError, auto_jobs, device_sets
 from minigpt4.cross_validation.plan import (
     CrossValidationError,
     Options,
     ablation_subsets,
     aggregate_study,
+    cross_validate,
     plan_folds,
     prepare_run_dir,
-    cross_validate,
     unit_config,
 )
-from minigpt4.cross_validation.launch import FoldLaunchError, auto_jobs, device_sets
+from minigpt4.data.corpora import load_corpus
+from minigpt4.data.run_config import load_config
 from minigpt4.data.splits import cv_pool
 
 REPO = Path(__file__).resolve().parents[1]

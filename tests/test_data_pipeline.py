@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from minigpt4.models.build import build_model
 from minigpt4.data.collate import Collator
-from minigpt4.data.run_config import load_config
 from minigpt4.data.pipeline import prepare_data
+from minigpt4.data.run_config import load_config
 from minigpt4.modalities import SLOT_IDS
+from minigpt4.models.build import build_model
 
 
 def dataset(overrides, split="train", train=False):

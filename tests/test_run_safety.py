@@ -14,8 +14,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from minigpt4.models import checkpoint as ckpt
 from minigpt4.data.run_config import load_config
+from minigpt4.models import checkpoint as ckpt
 from minigpt4.runtime.output_folder import MARKER, OutputFolderError, claim_folder
 from minigpt4.runtime.run_folder import RunFolderError
 from minigpt4.runtime.run_lock import LOCK_FILE, RunLock, RunLocked
@@ -215,7 +215,13 @@ def test_rescoring_names_a_sample_whose_gold_label_is_unknown(tmp_path: Path) ->
 
 
 def test_cross_train_never_deletes_a_fold_a_trainer_still_holds(tmp_path: Path) -> None:
-    from minigpt4.cross_validation.plan import CrossValidationError, Options, base_config, eval_section, prepare_unit
+    from minigpt4.cross_validation.plan import (
+        CrossValidationError,
+        Options,
+        base_config,
+        eval_section,
+        prepare_unit,
+    )
 
     opts = Options(cfg_path=ROOT / "train_configs" / "demo.yaml", overrides=[f"run.output_dir={tmp_path}"])
     base = base_config(opts)

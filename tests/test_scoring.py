@@ -12,12 +12,18 @@ import torch
 from tokenizers import Tokenizer, decoders, models
 from transformers import PreTrainedTokenizerFast
 
-from minigpt4.models.build import build_model
 from minigpt4.data.collate import Collator
+from minigpt4.data.pipeline import prepare_data
 from minigpt4.data.run_config import load_config
 from minigpt4.evaluation.predict import _empty_prompt_prior, predict
-from minigpt4.data.pipeline import prepare_data
-from minigpt4.evaluation.scoring import candidate_sets, choose, label_marginals, normalise, tune_threshold
+from minigpt4.evaluation.scoring import (
+    candidate_sets,
+    choose,
+    label_marginals,
+    normalise,
+    tune_threshold,
+)
+from minigpt4.models.build import build_model
 
 N = 12
 # A near-uniform untrained backbone (init std 0.02): every character costs about log(vocabulary) nats.

@@ -12,11 +12,16 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-
 from media_clips import truncate, write_clip
 from serving_helpers import untrained_checkpoint
+
 from minigpt4.extract import decode_clip
-from minigpt4.serving.predictor import Example, Predictor, example_clips, load_predict_config
+from minigpt4.serving.predictor import (
+    Example,
+    Predictor,
+    example_clips,
+    load_predict_config,
+)
 from minigpt4.serving.web import create_app
 
 REPO = Path(__file__).resolve().parents[1]

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
+from minigpt4.config import ConfigError
+from minigpt4.cross_validation.plan import plan_folds
+from minigpt4.data.run_config import load_config
+from minigpt4.evaluation.runner import run_evaluation
 from minigpt4.models.build import build_model
 from minigpt4.models.checkpoint import write_checkpoint
-from minigpt4.config import ConfigError
-from minigpt4.data.run_config import load_config
-from minigpt4.cross_validation.plan import plan_folds
-from minigpt4.evaluation.runner import run_evaluation
 from minigpt4.training.loop import fit
 from tests.corpus_fixtures import WRITERS
 

@@ -13,13 +13,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from minigpt4.data.collate import Collator
+from minigpt4.data.dialogue import DialogueTokenizer
+from minigpt4.data.pipeline import prepare_data
+from minigpt4.data.run_config import load_config
 from minigpt4.models import checkpoint as ckpt
 from minigpt4.models.build import build_model
-from minigpt4.data.collate import Collator
-from minigpt4.data.run_config import load_config
-from minigpt4.data.dialogue import DialogueTokenizer
 from minigpt4.models.classifier import ClassifierHead, tune_thresholds
-from minigpt4.data.pipeline import prepare_data
 from minigpt4.models.text_encoder import segment_mean
 from minigpt4.training.engine import make_optimizer
 from minigpt4.training.loop import fit

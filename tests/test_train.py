@@ -12,12 +12,12 @@ import torch
 from omegaconf import OmegaConf
 from safetensors.torch import load_file, save_file
 
+from minigpt4.config import ConfigError
+from minigpt4.data.collate import Collator
+from minigpt4.data.pipeline import prepare_data
+from minigpt4.data.run_config import load_config
 from minigpt4.models import checkpoint as ckpt
 from minigpt4.models.build import build_model
-from minigpt4.data.collate import Collator
-from minigpt4.config import ConfigError
-from minigpt4.data.run_config import load_config
-from minigpt4.data.pipeline import prepare_data
 from minigpt4.training.engine import lr_lambda
 from minigpt4.training.loop import fit
 from minigpt4.training.sampling import WeightedShardSampler

@@ -6,9 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from minigpt4.data.run_config import load_config
 from minigpt4.data.corpora import CorpusError, label_set_of, load_corpus
-from minigpt4.serving.uploads import UnsupportedMedia, UploadTooLarge, display_id, sniff_suffix, stored_upload
+from minigpt4.data.run_config import load_config
+from minigpt4.serving.uploads import (
+    UnsupportedMedia,
+    UploadTooLarge,
+    display_id,
+    sniff_suffix,
+    stored_upload,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 MP4_HEAD = b"\x00\x00\x00\x20ftypisom\x00\x00\x02\x00"

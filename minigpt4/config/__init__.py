@@ -5,9 +5,21 @@ feature store are filled by the data layer (:func:`minigpt4.data.run_config.load
 """
 from minigpt4.config.checks import check_config, require_complete
 from minigpt4.config.loading import ENV_OVERRIDES, read_config, save_config, split_cli
-from minigpt4.config.schema import (ClassifierConfig, Config, ConfigError, DataConfig, EvalConfig, LLMConfig,
-                                    LoraSettings, ModalityConfig, ModelConfig, RunConfig, TextEncoderConfig,
-                                    VisionConfig, field_doc)
+from minigpt4.config.schema import (
+                                    ClassifierConfig,
+                                    Config,
+                                    ConfigError,
+                                    DataConfig,
+                                    EvalConfig,
+                                    LLMConfig,
+                                    LoraSettings,
+                                    ModalityConfig,
+                                    ModelConfig,
+                                    RunConfig,
+                                    TextEncoderConfig,
+                                    VisionConfig,
+                                    field_doc,
+)
 
 __all__ = ["ClassifierConfig", "Config", "ConfigError", "DataConfig", "ENV_OVERRIDES", "EvalConfig", "LLMConfig",
            "LoraSettings", "ModalityConfig", "ModelConfig", "RunConfig", "TextEncoderConfig", "VisionConfig",

@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping, Protocol, Sequence, TypeVar
 
 import torch
 
-from minigpt4.cross_validation.fold_job import FoldCommand
+from minigpt4.cross_validation.fold_command import FoldCommand
 from minigpt4.runtime import child_process
 
 POLL_S = 0.5

@@ -37,8 +37,8 @@ from typing import Any, Callable, Sequence
 from omegaconf import DictConfig, OmegaConf
 
 from minigpt4.config import ConfigError, save_config
-from minigpt4.cross_validation import fold_job, launch
-from minigpt4.cross_validation.fold_job import FoldCommand
+from minigpt4.cross_validation import fold_command, launch
+from minigpt4.cross_validation.fold_command import FoldCommand
 from minigpt4.data.corpora import load_corpus
 from minigpt4.data.labels import LabelSet
 from minigpt4.data.run_config import load_config
@@ -308,7 +308,7 @@ def prepare_unit(unit: str, base: DictConfig, section: DictConfig, opts: Options
     work = (f"{'resume training' if resume else 'train'}, then evaluate on {held_out}" if train_config
             else f"evaluate on {held_out}")
     return UnitTask(unit_label(unit, base), unit_dir, FoldCommand(
-        fold_job.command(train_config, eval_path, resume, opts.nproc), unit_dir / FOLD_LOG), work)
+        fold_command.command(train_config, eval_path, resume, opts.nproc), unit_dir / FOLD_LOG), work)
 
 
 def finish_unit(task: UnitTask, status: int) -> dict:

@@ -10,9 +10,7 @@ import os
 from dataclasses import dataclass
 from typing import Sequence
 
-from transformers import AutoTokenizer
-
-from minigpt4.features.minilm import model_dir
+from minigpt4.features.minilm import load_tokenizer
 
 
 @dataclass(frozen=True)
@@ -32,7 +30,7 @@ class DialogueTokenizer:
 
         if max_length < 4:
             raise ValueError(f"model.text_encoder.max_length={max_length}: at least 4 tokens are needed")
-        self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir()), local_files_only=True)
+        self.tokenizer = load_tokenizer()
         self.max_length = max_length
         self.pad_id = self.tokenizer.pad_token_id
 

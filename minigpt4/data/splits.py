@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from typing import Sequence
 
-
 from minigpt4.data.folds import carve_val, group_folds
 from minigpt4.data.samples import Sample
 

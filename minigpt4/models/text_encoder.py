@@ -11,10 +11,9 @@ import os
 import torch
 from peft import LoraConfig, get_peft_model
 from torch import nn
-from transformers import AutoModel
 
 from minigpt4.config import TextEncoderConfig
-from minigpt4.features.minilm import DIM, model_dir
+from minigpt4.features.minilm import DIM, load_model
 
 
 class TextEncoder(nn.Module):
@@ -27,7 +26,7 @@ class TextEncoder(nn.Module):
         if tokens < 1:
             raise ValueError(f"model.features.text.tokens={tokens}: the text encoder needs at least one slot token")
         # No pooler: the slot is a mean over tokens, and an unused pooler would only cost time.
-        bert = AutoModel.from_pretrained(str(model_dir()), local_files_only=True, add_pooling_layer=False)
+        bert = load_model(add_pooling_layer=False)
         bert.requires_grad_(False)
         if cfg.tune == "lora":
             bert = get_peft_model(bert, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha,

