@@ -59,11 +59,6 @@ def stop(proc: subprocess.Popen, grace_s: float = GRACE_S) -> None:
         proc.wait()
 
 
-def run(cmd: Sequence[str], **popen: Any) -> int:
-    """Run ``cmd`` to the end as an owned child; return its exit status."""
-    return wait(start(cmd, **popen))
-
-
 def exit_on_sigterm() -> None:
     """Make SIGTERM raise ``SystemExit(143)`` so ``finally`` blocks and :func:`wait` stop owned children."""
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
