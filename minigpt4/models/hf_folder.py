@@ -33,7 +33,7 @@ from omegaconf import DictConfig, OmegaConf
 from peft import PeftModel
 from safetensors.torch import load_file, save_file
 
-from minigpt4.config import ConfigError, ModelConfig, save_config
+from minigpt4.config import ModelConfig, save_config
 from minigpt4.modalities import BY_NAME, SLOT_IDS
 from minigpt4.models.checkpoint import CONFIG
 from minigpt4.models.model import EmotionLLaMA
@@ -111,8 +111,6 @@ def write_export(model: EmotionLLaMA, cfg: DictConfig, labels: Sequence[str], fo
                  max_shard_size: str = "5GB") -> None:
     """Merge ``model``'s adapters (in place: ``model`` is the export afterwards) and write every file of the
     export into ``folder``."""
-    if model.llm is None:
-        raise ConfigError("model.head=classifier has no LLM to export as a causal LM: use export_onnx.py")
     merged = merge_adapters(model)
     model.llm.save_pretrained(str(folder), max_shard_size=max_shard_size)
     if not model.tokenizer.chat_template:

@@ -51,6 +51,8 @@ def export(cfg: DictConfig, out: Path, max_shard_size: str = "5GB", samples: int
            overwrite: bool = False) -> float | None:
     """Write the export of ``cfg.model.checkpoint`` to ``out``; the largest label-score gap between export and
     checkpoint (None when ``samples`` is 0 and the check was skipped)."""
+    if cfg.model.head != "lm":
+        raise ExportError("model.head=classifier has no LLM to export as a causal LM: use export_onnx.py")
     if output_folder.check(out, TOOL) is not None and not overwrite:
         raise ExportError(f"{out} holds an earlier export: rerun with --overwrite to replace it")
     model = build_model(cfg).eval()
