@@ -77,6 +77,7 @@ def test_export_gives_the_checkpoints_label_scores_from_its_folder_alone(trained
     assert (label_scores(plain, inputs) - reference).abs().max() > 1e-2
 
 
+@pytest.mark.slow
 def test_backbone_loads_with_plain_transformers(trained: Path, exported: Path):
     cfg = load_config(None, [f"model.checkpoint={trained}"])
     lora = build_model(cfg).eval()
