@@ -41,7 +41,8 @@ def main(argv: list[str]) -> int:
 
     try:
         cfg = load_predict_config(args.cfg_path, overrides)
-        entry.announce("export_hf.py", args.cfg_path, f"checkpoint {cfg.model.checkpoint}")
+        used = args.cfg_path or Path(cfg.model.checkpoint) / "config.yaml"  # the checkpoint's own config
+        entry.announce("export_hf.py", used, f"checkpoint {cfg.model.checkpoint}")
         gap = export(cfg, args.output, args.max_shard_size, args.check_samples, args.tolerance, args.overwrite)
     except (ConfigError, ExportError, OutputFolderError, FileNotFoundError) as err:
         print(f"export_hf.py: error: {err}", file=sys.stderr)
