@@ -85,7 +85,8 @@ def main() -> None:
         figures = {}
         for way in ("inplace", "copy"):
             cmd = [sys.executable, __file__, "--way", way, "--folder", tmp, "--shard", args.shard]
-            figures[way] = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
+            printed = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+            figures[way] = json.loads(printed.splitlines()[-1])
     weights = figures["inplace"]["weights"]
     print(f"backbone weights: {weights:.0f} MB (hidden {args.hidden}, {args.layers} layers, float32)")
     print(f"{'way':<8} {'extra peak MB':>14} {'x weights':>10}")

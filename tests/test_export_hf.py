@@ -81,7 +81,8 @@ def test_export_gives_the_checkpoints_label_scores_from_its_folder_alone(trained
 def test_backbone_loads_with_plain_transformers(trained: Path, exported: Path):
     cfg = load_config(None, [f"model.checkpoint={trained}"])
     lora = build_model(cfg).eval()
-    ids = [lora.tokenizer.bos_token_id, *lora.tokenizer("happy sad angry neutral", add_special_tokens=False)["input_ids"]]
+    words = lora.tokenizer("happy sad angry neutral", add_special_tokens=False)["input_ids"]
+    ids = [lora.tokenizer.bos_token_id, *words]
     proc = subprocess.run([sys.executable, "-I", "-c", PLAIN_LOAD, str(exported), json.dumps(ids)],
                           capture_output=True, text=True, cwd=exported.parent, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
