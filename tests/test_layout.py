@@ -6,7 +6,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "minigpt4"
 LAYER = {"modalities": 0, "runtime": 0, "config": 0, "features": 1, "extract": 2, "data": 3, "models": 4,
-         "evaluation": 5, "training": 6, "entry": 7, "cross_validation": 8, "serving": 8}
+         "evaluation": 5, "training": 6, "entry": 7, "cross_validation": 8, "serving": 8, "sweep": 9}
 """Each part may import parts of a lower layer only (the registry, config and runtime: from anywhere)."""
 LAZY = {"deepspeed", "librosa", "h5py", "skimage", "onnxruntime", "submitit", "torch.utils.tensorboard"}
 """Heavy optional libraries that may be imported inside the function that needs them."""
