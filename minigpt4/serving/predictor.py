@@ -190,8 +190,7 @@ class Predictor:
         self.label_set = label_set_of(cfg.data)
         self.extractors, self.decode = checkpoint_extractors(cfg)
         self.model = (model or build_model(cfg)).eval()
-        self.builder = PromptBuilder(self.model.tokenizer, self.model.slot_tokens, cfg.model.llm.prompt_template,
-                                     cfg.model.llm.use_chat_template, cfg.model.max_prompt_tokens)
+        self.builder = PromptBuilder.for_model(self.model.tokenizer, self.model.slot_tokens, cfg.model)
         self.collate = Collator(self.model.tokenizer.pad_token_id, "prompt")
         # One clip at a time through extraction and the model: extractors (OpenCV cascades, CNNs) are not
         # documented thread-safe, and on a few CPU cores parallel requests would only contend for them.
