@@ -51,6 +51,11 @@ REASON_POOL: tuple[str, ...] = (
 )
 
 
+EXPLAIN_INSTRUCTION = "The emotion is {label}. In one sentence, explain which clues in the video and the words show it."
+"""The ``reason`` instruction asked after the label of a real LLM that was not trained on reasons: the
+sentence it generates is the explanation ``predict.py`` and the page show."""
+
+
 def emotion_pool(label_set: LabelSet, label_mode: str, custom: Sequence[str] | None = None) -> list[str]:
     """The ``emotion`` instructions for a label set, with its labels written in."""
     labels = _UPSTREAM_LABEL_TEXT.get(label_set.name, ", ".join(label_set.labels))
