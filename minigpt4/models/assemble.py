@@ -99,6 +99,9 @@ def wrap_lora(model: PreTrainedModel, lora: LoraSettings) -> PreTrainedModel:
     """The backbone with ``model.lora``'s adapters (unchanged when LoRA is disabled)."""
     if not lora.enabled:
         return model
+    depth = model.config.num_hidden_layers
+    if any(not 0 <= i < depth for i in lora.layers):
+        raise ConfigError(f"model.lora.layers={list(lora.layers)}: the backbone has layers 0..{depth - 1}")
     return get_peft_model(model, LoraConfig(
         r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=list(lora.target_modules),
         layers_to_transform=list(lora.layers) or None, task_type="CAUSAL_LM"))
