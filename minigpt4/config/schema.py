@@ -215,6 +215,9 @@ class LoraSettings:
     alpha: int = 16
     dropout: float = 0.05
     target_modules: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
+    lr: Optional[float] = None
+    """Learning rate of the LLM's adapters; None uses ``run.lr``. A pretrained backbone sets a small one in its
+    preset: recipes written for the tiny model (``run.lr=1e-2`` for its projectors) would wreck it."""
     layers: list[int] = field(default_factory=list)
     """Decoder layers that get adapters (peft ``layers_to_transform``); empty: all. The top layers alone make
     a step cheaper when no slot needs gradients below them."""
