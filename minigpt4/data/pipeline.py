@@ -62,8 +62,7 @@ def prepare_data(cfg: DictConfig, model: PromptLayout, modalities: Sequence[str]
     corpus = load_corpus(cfg.data, wanted, dims, cached_text=not encoder.enabled)
     for sample_id, why in corpus.skipped:
         log.warning("skipped %s: %s", sample_id, why)
-    builder = PromptBuilder(model.tokenizer, model.slot_tokens, cfg.model.llm.prompt_template,
-                            cfg.model.llm.use_chat_template, cfg.model.max_prompt_tokens, cfg.model.max_answer_tokens)
+    builder = PromptBuilder.for_model(model.tokenizer, dict(model.slot_tokens), cfg.model)
     splits = select_splits(corpus.samples, seed=cfg.run.seed, val_fraction=cfg.data.val_fraction,
                            fold=cfg.run.fold, num_folds=cfg.run.num_folds)
     log.info("corpus %s: %s", corpus.name, ", ".join(f"{k} {len(v)}" for k, v in splits.items()))

@@ -14,6 +14,7 @@ from typing import Sequence
 from transformers import PreTrainedTokenizerBase
 
 from minigpt4 import modalities
+from minigpt4.config import ModelConfig
 from minigpt4.data.labels import LabelSet
 
 _PLACEHOLDER = {m.name: m.placeholder for m in modalities.REGISTRY}
@@ -48,6 +49,11 @@ REASON_POOL: tuple[str, ...] = (
     "Could you describe the emotion-related features of the individual in the video? What emotional category do "
     "they fall into?",
 )
+
+
+EXPLAIN_INSTRUCTION = "The emotion is {label}. In one sentence, explain which clues in the video and the words show it."
+"""The ``reason`` instruction asked after the label of a real LLM that was not trained on reasons: the
+sentence it generates is the explanation ``predict.py`` and the page show."""
 
 
 def emotion_pool(label_set: LabelSet, label_mode: str, custom: Sequence[str] | None = None) -> list[str]:
@@ -91,8 +97,10 @@ class PromptBuilder:
     """Writes and tokenises prompts: ``BOS [INST] <video>..</video> <feature>..</feature> says.. [task] ... [/INST]``."""
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, slot_tokens: dict[str, int], template: str,
-                 use_chat_template: bool = False, max_prompt_tokens: int = 384, max_answer_tokens: int = 64) -> None:
+                 use_chat_template: bool = False, max_prompt_tokens: int = 384, max_answer_tokens: int = 64,
+                 system_prompt: str | None = None) -> None:
         self.tokenizer = tokenizer
+        self.system_prompt = system_prompt
         self.slot_tokens = dict(slot_tokens)
         self.template = template
         self.use_chat_template = use_chat_template
@@ -117,10 +125,19 @@ class PromptBuilder:
             said += f"The person in video says: {transcript}. "
         return f"{head}{said} [{task}] {instruction} "
 
+    @classmethod
+    def for_model(cls, tokenizer: PreTrainedTokenizerBase, slot_tokens: dict[str, int],
+                  model_cfg: ModelConfig) -> PromptBuilder:
+        """The builder ``model`` config describes (template or chat template, system turn, token budgets)."""
+        llm = model_cfg.llm
+        return cls(tokenizer, slot_tokens, llm.prompt_template, llm.use_chat_template, model_cfg.max_prompt_tokens,
+                   model_cfg.max_answer_tokens, llm.system_prompt)
+
     def wrap(self, instruction: str) -> str:
         if self.use_chat_template:
+            system = [] if self.system_prompt is None else [{"role": "system", "content": self.system_prompt}]
             return self.tokenizer.apply_chat_template(
-                [{"role": "user", "content": instruction}], tokenize=False, add_generation_prompt=True)
+                [*system, {"role": "user", "content": instruction}], tokenize=False, add_generation_prompt=True)
         return self.template.format(instruction)
 
     def encode(self, instruction: str) -> EncodedPrompt:

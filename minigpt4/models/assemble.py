@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import torch
@@ -19,6 +20,7 @@ from transformers import (
 from minigpt4.config import ConfigError, LLMConfig, LoraSettings, ModelConfig
 from minigpt4.models.classifier import ClassifierHead
 from minigpt4.models.model import EmotionLLaMA
+from minigpt4.models.packaged_llm import packaged_llm_folder
 from minigpt4.models.text_encoder import TextEncoder
 from minigpt4.models.tiny_tokenizer import ASSET_DIR
 from minigpt4.models.vision import FrameEncoder
@@ -38,17 +40,28 @@ def _local_dir(cfg: LLMConfig, key: str, what: str) -> Path:
     return path
 
 
+def llm_folder(model_cfg: ModelConfig) -> Path | None:
+    """The backbone's Hugging Face folder: ``llm.path``, else the cached copy of ``llm.package``'s GGUF;
+    None for the tiny random backbone."""
+    llm = model_cfg.llm
+    if OmegaConf.is_missing(llm, "path") or llm.path is not None:
+        return _local_dir(llm, "path", model_cfg.preset)
+    if llm.package:
+        if not llm.gguf_file:
+            raise ConfigError(f"model.llm.package={llm.package} needs model.llm.gguf_file (the file it ships)")
+        return packaged_llm_folder(llm.package, llm.gguf_file)
+    return None
+
+
 def build_tokenizer(model_cfg: ModelConfig) -> PreTrainedTokenizerBase:
-    """The packaged tiny tokenizer, or the local backbone's own; padding falls back to EOS (always masked)."""
+    """The packaged tiny tokenizer, or the backbone's own; padding falls back to EOS (always masked)."""
     llm = model_cfg.llm
     if llm.tokenizer_path:
         path = Path(llm.tokenizer_path)
         if not path.is_dir():
             raise FileNotFoundError(f"model.llm.tokenizer_path={path} is not a folder")
-    elif OmegaConf.is_missing(llm, "path") or llm.path is not None:
-        path = _local_dir(llm, "path", model_cfg.preset)
     else:
-        path = ASSET_DIR
+        path = llm_folder(model_cfg) or ASSET_DIR
     tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
@@ -58,10 +71,11 @@ def build_tokenizer(model_cfg: ModelConfig) -> PreTrainedTokenizerBase:
 
 
 def build_llm(model_cfg: ModelConfig, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
-    """A real ``LlamaForCausalLM`` from a small config (tiny), or any local HF causal LM."""
+    """A real ``LlamaForCausalLM`` from a small config (tiny), or any local or packaged HF causal LM."""
     llm_cfg = model_cfg.llm
     dtype = DTYPES[llm_cfg.dtype]
-    if not OmegaConf.is_missing(llm_cfg, "path") and llm_cfg.path is None:
+    folder = llm_folder(model_cfg)
+    if folder is None:
         config = LlamaConfig(
             vocab_size=len(tokenizer), hidden_size=llm_cfg.hidden_size, intermediate_size=llm_cfg.intermediate_size,
             num_hidden_layers=llm_cfg.num_layers, num_attention_heads=llm_cfg.num_heads,
@@ -71,8 +85,10 @@ def build_llm(model_cfg: ModelConfig, tokenizer: PreTrainedTokenizerBase) -> Pre
             initializer_range=llm_cfg.initializer_range)
         model = LlamaForCausalLM(config).to(dtype)
     else:
-        path = _local_dir(llm_cfg, "path", model_cfg.preset)
-        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype, local_files_only=True)
+        start = time.perf_counter()
+        model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype, local_files_only=True)
+        if llm_cfg.package:
+            print(f"loaded {llm_cfg.gguf_file} (the dequantised copy) in {time.perf_counter() - start:.1f} s")
     model.requires_grad_(False)
     if llm_cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -83,9 +99,12 @@ def wrap_lora(model: PreTrainedModel, lora: LoraSettings) -> PreTrainedModel:
     """The backbone with ``model.lora``'s adapters (unchanged when LoRA is disabled)."""
     if not lora.enabled:
         return model
+    depth = model.config.num_hidden_layers
+    if any(not 0 <= i < depth for i in lora.layers):
+        raise ConfigError(f"model.lora.layers={list(lora.layers)}: the backbone has layers 0..{depth - 1}")
     return get_peft_model(model, LoraConfig(
-        r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-        target_modules=list(lora.target_modules), task_type="CAUSAL_LM"))
+        r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=list(lora.target_modules),
+        layers_to_transform=list(lora.layers) or None, task_type="CAUSAL_LM"))
 
 
 def assemble(model_cfg: ModelConfig, llm: PreTrainedModel | None, tokenizer: PreTrainedTokenizerBase | None,

@@ -39,7 +39,7 @@ _STEP_DIR = re.compile(r"^step_(\d+)$")
 
 def tokenizer_is_packaged(llm: LLMConfig) -> bool:
     """True when the run uses the packaged tiny tokenizer, which then travels with every checkpoint."""
-    return llm.path is None and not llm.tokenizer_path
+    return llm.path is None and not llm.package and not llm.tokenizer_path
 
 
 def staging_path(folder: str | Path) -> Path:

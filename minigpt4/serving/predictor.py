@@ -24,7 +24,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from minigpt4 import entry
 from minigpt4.config import ConfigError, check_config
-from minigpt4.data.collate import Collator
 from minigpt4.data.corpora import READERS, Corpus, label_set_of, store_path
 from minigpt4.data.corpora.demo import VERSION
 from minigpt4.data.dataset import EmotionDataset, ExampleSpec
@@ -35,6 +34,7 @@ from minigpt4.data.run_config import load_config
 from minigpt4.data.samples import Sample
 from minigpt4.data.splits import select_splits
 from minigpt4.evaluation import scoring
+from minigpt4.evaluation.explain import explain, explains
 from minigpt4.evaluation.predict import predict_with_decision, scored_rows
 from minigpt4.extract import (
     ClipFeatures,
@@ -190,9 +190,7 @@ class Predictor:
         self.label_set = label_set_of(cfg.data)
         self.extractors, self.decode = checkpoint_extractors(cfg)
         self.model = (model or build_model(cfg)).eval()
-        self.builder = PromptBuilder(self.model.tokenizer, self.model.slot_tokens, cfg.model.llm.prompt_template,
-                                     cfg.model.llm.use_chat_template, cfg.model.max_prompt_tokens)
-        self.collate = Collator(self.model.tokenizer.pad_token_id, "prompt")
+        self.builder = PromptBuilder.for_model(self.model.tokenizer, self.model.slot_tokens, cfg.model)
         # One clip at a time through extraction and the model: extractors (OpenCV cascades, CNNs) are not
         # documented thread-safe, and on a few CPU cores parallel requests would only contend for them.
         self._lock = threading.Lock()
@@ -232,7 +230,7 @@ class Predictor:
     def _run_model(self, dataset: EmotionDataset) -> dict[str, Any]:
         """Labels and answer exactly as evaluation predicts them (``eval.mode``), plus the per-class
         probabilities of score mode (label marginals in multi-label mode) and, for checkpoints trained on the
-        ``reason`` task, the generated reason."""
+        ``reason`` task or whose LLM reads words, the generated reason (``minigpt4.evaluation.explain``)."""
         cfg = self.cfg
         answers = scoring.candidate_sets(self.label_set, cfg.data.label_mode, cfg.eval.max_labels)
         marginals = scored_rows(self.model, dataset, cfg.eval, cfg.run.num_workers, answers, cfg.data.label_mode)[0][2]
@@ -242,12 +240,9 @@ class Predictor:
             "probabilities": {k: round(float(p), 6) for k, p in zip(self.label_set.labels, marginals)},
             "answer": prediction.text,
         }
-        if "reason" in cfg.data.tasks:
-            example = dataset[0]
-            prompt = self.builder.build("reason", dataset.pools["reason"][0], dataset.slots,
-                                        dataset.samples[0].text if dataset.spec.transcript else None)
-            batch = self.collate([{**example, "ids": prompt.ids, "slots": prompt.slots}])
-            out["reason"] = self.model.generate(batch, max_new_tokens=cfg.model.max_answer_tokens)[0]
+        if explains(cfg):
+            out["reason"] = explain(self.model, dataset, 0, prediction.pred[0], "reason" in cfg.data.tasks,
+                                    cfg.model.max_answer_tokens)
         return out
 
     def predict(self, path: str | Path, clip_id: str | None = None, transcript: str | None = None,
