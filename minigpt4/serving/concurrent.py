@@ -18,7 +18,10 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, Mapping
 
-from minigpt4.extract.base import ClipFeatures, extract_clip
+import numpy as np
+
+from minigpt4.extract.base import ClipFeatures, ClipInputs, Extractor, extract_clip, extract_inputs
+from minigpt4.extract.media import SAMPLE_RATE, DecodedClip
 from minigpt4.extract.registry import build_extractors
 from minigpt4.extract.threads import single_thread
 from minigpt4.serving.predictor import Predictor, Request
@@ -29,6 +32,16 @@ _WORKER: dict[str, Any] = {}
 def _init(spec: Mapping[str, Any]) -> None:
     single_thread()
     _WORKER["extractors"] = build_extractors(spec)
+    _warm_up(_WORKER["extractors"])
+
+
+def _warm_up(extractors: Mapping[str, Extractor]) -> None:
+    """Run every extractor once on noise, so lazy imports and model loads (librosa's first call alone takes
+    seconds) happen at start-up rather than in some client's request."""
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    audio = (0.1 * rng.standard_normal(SAMPLE_RATE)).astype(np.float32)
+    extract_inputs(ClipInputs(DecodedClip("warm-up", frames, audio, SAMPLE_RATE, 1.0), "warm up"), extractors)
 
 
 def _extract(path: str, transcript: str | None) -> ClipFeatures:
