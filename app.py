@@ -45,13 +45,18 @@ def main(argv: list[str] | None = None) -> int:
     entry.announce("app.py", args.cfg_path, f"{weights}; http://{args.host}:{args.port}/")
     import uvicorn
 
+    from minigpt4.serving.concurrent import ConcurrentPredictor
     from minigpt4.serving.predictor import Predictor, example_clips, folder_examples, load_predict_config
     from minigpt4.serving.web import create_app
 
     cfg = load_predict_config(args.cfg_path, overrides)
     examples = folder_examples(args.examples) if args.examples else example_clips(cfg)
-    app = create_app(Predictor(cfg), examples, args.max_upload_mb)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    predictor = ConcurrentPredictor(Predictor(cfg))  # clients at once: extraction workers, batched model
+    try:
+        uvicorn.run(create_app(predictor, examples, args.max_upload_mb), host=args.host, port=args.port,
+                    log_level="info")
+    finally:
+        predictor.close()
     return 0
 
 

@@ -4,8 +4,9 @@ clients, on the same requests.
     python bench/serve.py [model.checkpoint=DIR] [--requests 24] [--clients 4]
 
 Default: the demo checkpoint ``make demo`` trains, and the held-out demo clips the page offers as examples,
-cycled so each run posts the same ``--requests`` uploads (with their transcripts). The server runs in this
-process on 127.0.0.1; each client is a thread with its own HTTP connection; one untimed request warms up.
+cycled so each run posts the same ``--requests`` uploads (with their transcripts). The server is ``app.py``'s
+(``serving.concurrent``: extraction in worker processes, the model on batches of waiting requests) and runs in
+this process on 127.0.0.1; each client is a thread with its own HTTP connection; one untimed request warms up.
 Latency is per request, upload to answer. Last line: ``ratio: R`` (requests/s with ``--clients`` clients over
 requests/s with one).
 """
@@ -24,6 +25,7 @@ import numpy as np
 import uvicorn
 
 from minigpt4.config import split_cli
+from minigpt4.serving.concurrent import ConcurrentPredictor
 from minigpt4.serving.predictor import Example, Predictor, example_clips, load_predict_config, with_checkpoint
 from minigpt4.serving.web import create_app
 
@@ -71,7 +73,8 @@ def main(argv: list[str]) -> None:
         sys.exit("bench/serve.py: the checkpoint's corpus offers no example clips (the demo corpus does)")
     clips = [(e.name, Path(e.path).read_bytes(), e.transcript or "") for e in examples]
     uploads = [clips[i % len(clips)] for i in range(args.requests)]
-    server, base = start_server(create_app(Predictor(cfg), examples))
+    predictor = ConcurrentPredictor(Predictor(cfg))
+    server, base = start_server(create_app(predictor, examples))
     try:
         run(base, uploads[:1], 1)  # warm-up
         rows = []
@@ -80,10 +83,14 @@ def main(argv: list[str]) -> None:
             rows.append((clients, len(uploads) / wall, np.percentile(latencies, 50), np.percentile(latencies, 95)))
     finally:
         server.should_exit = True
+        predictor.close()
+    batches = predictor.batcher.batches
     print(f"checkpoint {cfg.model.checkpoint}, {len(uploads)} uploads of {len(clips)} demo clips per run")
     print(f"{'clients':>8} {'requests/s':>11} {'p50 ms':>8} {'p95 ms':>8}")
     for clients, rps, p50, p95 in rows:
         print(f"{clients:>8} {rps:>11.2f} {1000 * p50:>8.0f} {1000 * p95:>8.0f}")
+    print(f"{predictor.extraction.workers} extraction worker processes; model batches of "
+          f"{sum(batches) / len(batches):.2f} requests on average (largest {max(batches)})")
     print(f"ratio: {rows[1][1] / rows[0][1]:.2f}")
 
 

@@ -213,7 +213,7 @@ class FaceExpression(Extractor):
 
     name = "fer"
     modality = "face"
-    version = "1"
+    version = "2"  # 2: faces under 1/16 of the frame's shorter side are not searched for (faces.py)
     frames = 16
     defaults: dict[str, Any] = {}
 

@@ -109,13 +109,26 @@ def _decode_container(path: Path, max_frames: int, segment: tuple[float, float] 
     return frames, audio, duration
 
 
+_DECODE_THREADS = 0
+
+
+def set_decode_threads(threads: int) -> None:
+    """Threads FFmpeg decodes video with in this process (0: one per core, FFmpeg's default). Extraction
+    workers use 1: they scale by processes (``minigpt4.extract.threads``)."""
+    global _DECODE_THREADS
+    _DECODE_THREADS = threads
+
+
 def _video(container, max_frames: int, start: float, end: float, path: Path) -> np.ndarray:
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"
+    stream.codec_context.thread_count = _DECODE_THREADS
     if start > 0:
         container.seek(int(start / stream.time_base), stream=stream, backward=True)
     # Every stride-th frame is kept; when 2 * max_frames are held, every other one is dropped and the stride
-    # doubles: memory stays bounded on long videos and the kept frames stay evenly spread.
+    # doubles: memory stays bounded on long videos and the kept frames stay evenly spread. Frames are held
+    # decoded (YUV) and only the max_frames picked at the end are converted to RGB: conversion at full
+    # resolution cost more than decoding itself.
     kept, stride, index = [], 1, 0
     for frame in container.decode(stream):
         t = float(frame.time) if frame.time is not None else 0.0
@@ -124,7 +137,7 @@ def _video(container, max_frames: int, start: float, end: float, path: Path) -> 
         if t >= end:
             break
         if index % stride == 0:
-            kept.append(frame.to_ndarray(format="rgb24"))
+            kept.append(frame)
             if len(kept) >= 2 * max_frames:
                 kept, stride = kept[::2], stride * 2
         index += 1
@@ -132,7 +145,7 @@ def _video(container, max_frames: int, start: float, end: float, path: Path) -> 
         raise MediaError(f"{path}: the video stream has no decodable frame"
                          + (f" in segment {start:.3f}-{end:.3f} s" if end != float("inf") else ""))
     pick = np.unique(np.linspace(0, len(kept) - 1, min(max_frames, len(kept))).round().astype(int))
-    return np.stack([kept[i] for i in pick])
+    return np.stack([kept[i].to_ndarray(format="rgb24") for i in pick])
 
 
 def _audio(container, start: float, end: float) -> np.ndarray:

@@ -3,7 +3,8 @@
 Each clip is one job (an id, a media file, and for utterances of a longer recording the segment, speaker
 side and separate audio file). A clip that cannot be decoded, or a modality it lacks (no face, silent audio),
 is recorded with its reason and the run goes on; any other exception is a bug and stops the run.
-Computation uses one torch thread per process, so a store does not depend on ``workers``.
+Each process computes on one thread (``threads.single_thread``): ``workers`` processes use that many cores, and
+a store does not depend on ``workers`` (packed byte for byte alike, tested).
 """
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import torch
 from tqdm import tqdm
 
 from minigpt4 import modalities
@@ -29,6 +29,7 @@ from minigpt4.extract.store import (
     part_path,
     write_part,
 )
+from minigpt4.extract.threads import single_thread
 from minigpt4.runtime.output_folder import OutputFolderError, claim_folder, fingerprint
 
 TOOL = "datasets/extract_features.py"
@@ -69,8 +70,7 @@ _WORKER: dict[str, Any] = {}
 
 
 def _init(spec: Mapping[str, Any], store: str, frame_size: int | None) -> None:
-
-    torch.set_num_threads(1)
+    single_thread()
     _WORKER.update(extractors=build_extractors(spec), store=Path(store), frame_size=frame_size)
 
 

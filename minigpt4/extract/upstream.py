@@ -80,7 +80,7 @@ class VideoMAEVideo(_HFExtractor):
     """Upstream's ``video`` feature: VideoMAE hidden states from a local folder."""
     name = "videomae"
     modality = "video"
-    version = "1"
+    version = "2"  # 2: see FaceExpression.version
     frames = 16
     defaults: dict[str, Any] = {"path": None, "input": "faces"}
 
@@ -104,7 +104,7 @@ class FaceMAE(_HFExtractor):
     """Upstream's ``face`` feature: MAE ViT hidden states of the face crops, from a local folder."""
     name = "mae-face"
     modality = "face"
-    version = "1"
+    version = "2"  # 2: see FaceExpression.version
     frames = 16
 
     def load(self, path: str) -> torch.nn.Module:

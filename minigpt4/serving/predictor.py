@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import av
 import cv2
@@ -136,32 +136,49 @@ def frame_as_trained(frame: np.ndarray, decode: dict[str, Any], which: str) -> n
 
 
 class _ClipFeatures:
-    """One extracted clip seen as a corpus's ``FeatureSource``, the way ``EmotionDataset`` reads features."""
+    """Extracted clips seen as a corpus's ``FeatureSource`` (by sample id), the way ``EmotionDataset`` reads
+    features."""
 
-    def __init__(self, clip: ClipFeatures, where: str) -> None:
-        self.clip = clip
-        self.where = where
+    def __init__(self, requests: dict[str, Request]) -> None:
+        self.requests = requests
 
     def get(self, modality: str, sample_id: str) -> np.ndarray:
-        return self.clip.features[modality]
+        return self.requests[sample_id].clip.features[modality]
 
     def has(self, modality: str, sample_id: str) -> bool:
-        return modality in self.clip.features
+        return modality in self.requests[sample_id].clip.features
 
     def describe(self, modality: str, sample_id: str) -> str:
-        return f"{modality} features extracted from {self.where}"
+        return f"{modality} features extracted from {self.requests[sample_id].path}"
 
 
 class _ClipFrame:
-    """One extracted clip seen as a corpus's frame source."""
+    """Extracted clips seen as a corpus's frame source."""
 
-    def __init__(self, clip: ClipFeatures, decode: dict[str, Any], which: str) -> None:
-        self.clip = clip
+    def __init__(self, requests: dict[str, Request], decode: dict[str, Any], which: str) -> None:
+        self.requests = requests
         self.decode = decode
         self.which = which
 
     def get(self, sample: Sample) -> np.ndarray:
-        return frame_as_trained(self.clip.frame, self.decode, self.which)
+        return frame_as_trained(self.requests[sample.id].clip.frame, self.decode, self.which)
+
+
+@dataclass(frozen=True)
+class Request:
+    """One extracted clip waiting for the model."""
+
+    clip_id: str
+    path: str
+    clip: ClipFeatures
+    transcript: str | None
+    used: tuple[str, ...]
+    """The checkpoint's modalities the clip provides."""
+
+    @property
+    def group(self) -> tuple[tuple[str, ...], bool]:
+        """Requests with the same group share one dataset (modalities and whether a transcript is given)."""
+        return self.used, self.transcript is not None
 
 
 def png_data_url(image: np.ndarray, max_side: int = 192) -> str:
@@ -191,8 +208,8 @@ class Predictor:
         self.extractors, self.decode = checkpoint_extractors(cfg)
         self.model = (model or build_model(cfg)).eval()
         self.builder = PromptBuilder.for_model(self.model.tokenizer, self.model.slot_tokens, cfg.model)
-        # One clip at a time through extraction and the model: extractors (OpenCV cascades, CNNs) are not
-        # documented thread-safe, and on a few CPU cores parallel requests would only contend for them.
+        # One clip at a time through ``predict``: extractors (OpenCV cascades, CNNs) are not documented
+        # thread-safe; ``serving.concurrent`` runs them in worker processes instead.
         self._lock = threading.Lock()
 
     def health(self) -> dict[str, Any]:
@@ -211,61 +228,78 @@ class Predictor:
             raise MediaError(f"{where}: the clip provides none of the modalities {list(self.cfg.data.modalities)}")
         return used
 
-    def _dataset(self, clip_id: str, clip: ClipFeatures, where: str, transcript: str | None,
-                 used: list[str]) -> EmotionDataset:
-        """The clip as a one-sample ``EmotionDataset`` (``emotion`` task, the modalities it provides).
+    def extractor_spec(self) -> dict[str, dict[str, Any]]:
+        """``build_extractors`` spec of this checkpoint's extractors (what extraction workers rebuild)."""
+        return {m: {"extractor": e.name, **e.config} for m, e in self.extractors.items()}
+
+    def request(self, path: str | Path, clip_id: str | None = None, transcript: str | None = None,
+                extract: Callable[[str | Path, str | None], ClipFeatures] | None = None) -> Request:
+        """Extract one clip (with ``extract``, e.g. a worker pool's, else here) into a ``Request``.
+
+        Raises ``MediaError`` for a clip that cannot be decoded or provides none of the modalities.
+        """
+        path = Path(path)
+        transcript = (transcript or "").strip() or None
+        clip = (extract or self._extract_here)(path, transcript)
+        return Request(clip_id or path.stem, str(path), clip, transcript, tuple(self.used_modalities(clip, str(path))))
+
+    def _extract_here(self, path: str | Path, transcript: str | None) -> ClipFeatures:
+        return extract_clip(path, self.extractors, transcript)
+
+    def _dataset(self, requests: list[Request]) -> EmotionDataset:
+        """Requests of one group as an ``EmotionDataset`` (``emotion`` task, the modalities they provide).
 
         It is scored as the ``test`` split: a served clip never tunes anything; multi-label thresholds come
-        from the checkpoint's ``decision.json``, as in evaluation.
+        from the checkpoint's ``decision.json``, as in evaluation. Sample ids are positions, as clip ids may
+        repeat across requests.
         """
-        spec = replace(ExampleSpec.of(self.cfg.data), modalities=tuple(used), tasks=("emotion",),
-                       transcript=bool(self.cfg.data.transcript and transcript))
-        sample = Sample(id=clip_id, labels=(), text=transcript, media=where)
-        corpus = Corpus(self.cfg.data.corpus, self.label_set, [sample], _ClipFeatures(clip, where), [],
-                        _ClipFrame(clip, self.decode, str(self.cfg.data.frame)))
-        return RunData(corpus, {"predict": [sample]}, self.builder).dataset("predict", self.cfg, self.model,
-                                                                             spec=spec)
+        used, has_transcript = requests[0].group
+        spec = replace(ExampleSpec.of(self.cfg.data), modalities=used, tasks=("emotion",),
+                       transcript=bool(self.cfg.data.transcript and has_transcript))
+        by_id = {str(i): r for i, r in enumerate(requests)}
+        samples = [Sample(id=key, labels=(), text=r.transcript, media=r.path) for key, r in by_id.items()]
+        corpus = Corpus(self.cfg.data.corpus, self.label_set, samples, _ClipFeatures(by_id), [],
+                        _ClipFrame(by_id, self.decode, str(self.cfg.data.frame)))
+        return RunData(corpus, {"predict": samples}, self.builder).dataset("predict", self.cfg, self.model, spec=spec)
 
     @torch.no_grad()
-    def _run_model(self, dataset: EmotionDataset) -> dict[str, Any]:
-        """Labels and answer exactly as evaluation predicts them (``eval.mode``), plus the per-class
+    def _run_model(self, dataset: EmotionDataset) -> list[dict[str, Any]]:
+        """Per sample: labels and answer exactly as evaluation predicts them (``eval.mode``), plus the per-class
         probabilities of score mode (label marginals in multi-label mode) and, for checkpoints trained on the
         ``reason`` task or whose LLM reads words, the generated reason (``minigpt4.evaluation.explain``)."""
         cfg = self.cfg
         answers = scoring.candidate_sets(self.label_set, cfg.data.label_mode, cfg.eval.max_labels)
-        marginals = scored_rows(self.model, dataset, cfg.eval, cfg.run.num_workers, answers, cfg.data.label_mode)[0][2]
-        (prediction,), _ = predict_with_decision(self.model, dataset, cfg, split="test")
-        out: dict[str, Any] = {
-            "labels": prediction.pred,
-            "probabilities": {k: round(float(p), 6) for k, p in zip(self.label_set.labels, marginals)},
-            "answer": prediction.text,
-        }
+        rows = scored_rows(self.model, dataset, cfg.eval, cfg.run.num_workers, answers, cfg.data.label_mode)
+        predictions, _ = predict_with_decision(self.model, dataset, cfg, split="test")
+        out = [{"labels": prediction.pred,
+                "probabilities": {k: round(float(p), 6) for k, p in zip(self.label_set.labels, marginals)},
+                "answer": prediction.text} for prediction, (_, _, marginals) in zip(predictions, rows)]
         if explains(cfg):
-            out["reason"] = explain(self.model, dataset, 0, prediction.pred[0], "reason" in cfg.data.tasks,
-                                    cfg.model.max_answer_tokens)
+            for i, (result, prediction) in enumerate(zip(out, predictions)):
+                label = prediction.pred[0] if prediction.pred else prediction.text
+                result["reason"] = explain(self.model, dataset, i, label, "reason" in cfg.data.tasks,
+                                           cfg.model.max_answer_tokens)
         return out
 
-    def predict(self, path: str | Path, clip_id: str | None = None, transcript: str | None = None,
-                visuals: bool = False) -> dict[str, Any]:
-        """One clip -> the prediction record (``predict.py``'s JSON line, ``POST /predict``'s body).
+    def run_requests(self, requests: list[Request]) -> list[dict[str, Any]]:
+        """Model results of ``requests`` (in order): one dataset and model pass per group of alike requests."""
+        results: list[dict[str, Any] | None] = [None] * len(requests)
+        groups: dict[tuple, list[int]] = {}
+        for i, request in enumerate(requests):
+            groups.setdefault(request.group, []).append(i)
+        for members in groups.values():
+            for i, result in zip(members, self._run_model(self._dataset([requests[i] for i in members]))):
+                results[i] = result
+        return results
 
-        Raises ``MediaError`` for a clip that cannot be decoded. ``visuals`` adds what the page draws: the
-        face crop and the frame (PNG data URLs) and the waveform envelope.
-        """
-        path = Path(path)
-        clip_id = clip_id or path.stem
-        transcript = (transcript or "").strip() or None
-        with self._lock:
-            start = time.perf_counter()
-            clip = extract_clip(path, self.extractors, transcript)
-            used = self.used_modalities(clip, str(path))
-            result = self._run_model(self._dataset(clip_id, clip, str(path), transcript, used))
-            seconds = time.perf_counter() - start
+    def record(self, request: Request, result: dict[str, Any], seconds: float, visuals: bool) -> dict[str, Any]:
+        """The prediction record (``predict.py``'s JSON line, ``POST /predict``'s body); ``visuals`` adds what
+        the page draws: the face crop and the frame (PNG data URLs) and the waveform envelope."""
+        clip, clip_id = request.clip, request.clip_id
         left_out = {m: clip.failures.get(m, "no video stream" if m == "image" else "not extracted")
-                    .replace(str(path), clip_id) for m in self.cfg.data.modalities if m not in used}
-        record: dict[str, Any] = {"id": clip_id, **result, "modalities": used, "left_out": left_out,
-                                  "transcript": transcript,
-                                  "face_found": bool(clip.face_found),
+                    .replace(request.path, clip_id) for m in self.cfg.data.modalities if m not in request.used}
+        record: dict[str, Any] = {"id": clip_id, **result, "modalities": list(request.used), "left_out": left_out,
+                                  "transcript": request.transcript, "face_found": bool(clip.face_found),
                                   "seconds": round(seconds, 3)}
         if visuals:
             record["visuals"] = {
@@ -274,6 +308,16 @@ class Predictor:
                 "waveform": waveform_envelope(clip.waveform) if clip.waveform is not None else None,
             }
         return record
+
+    def predict(self, path: str | Path, clip_id: str | None = None, transcript: str | None = None,
+                visuals: bool = False) -> dict[str, Any]:
+        """One clip -> the prediction record, extracted here; one clip at a time (``serving.concurrent``
+        serves many). Raises ``MediaError`` for a clip that cannot be decoded."""
+        with self._lock:
+            start = time.perf_counter()
+            request = self.request(path, clip_id, transcript)
+            (result,) = self.run_requests([request])
+            return self.record(request, result, time.perf_counter() - start, visuals)
 
 
 def with_checkpoint(program: str, cfg_path: str | Path | None, overrides: Sequence[str]) -> tuple[list[str], str]:
