@@ -1,6 +1,7 @@
 """The README's demo table: ``python cross_train.py`` (the demo) rerun from scratch for each seed, with the
 accuracy of every fold, their mean ± std (sample std over folds), the test-run accuracy, and the wall and CPU
-seconds of the whole command (its child processes included).
+seconds of the whole command (its child processes included); then one more row with each column's mean ± std
+over the seeds (the per-fold spread: what another machine's figures should fall within).
 
     python bench/demo_table.py [--seeds 42 1 2] [--out runs/cross/demo_table] [cross_train.py arguments ...]
 
@@ -19,6 +20,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from minigpt4.evaluation.spread import Spread  # noqa: E402  (the repository root is put on the path first)
+
 MIN_MEAN, MAX_STD = 0.70, 0.08
 
 
@@ -36,15 +41,29 @@ def run_demo(seed: int, out: Path, extra: list[str]) -> tuple[dict, float, float
     return json.loads((out / "summary.json").read_text()), wall, cpu
 
 
+def seed_row(summary: dict) -> list[float]:
+    """One seed's figures: every fold's accuracy, their mean and std over folds, the test accuracy."""
+    acc = summary["aggregate"]["accuracy"]
+    test = summary["test"]["accuracy"] if summary.get("test") else float("nan")
+    return [*(summary["folds"][f]["accuracy"] for f in summary["folds"]), acc["mean"], acc["std"], test]
+
+
 def table(rows: list[tuple[int, dict, float, float]]) -> list[str]:
+    """Markdown lines: one row per seed, then the mean ± std over seeds of every column."""
     folds = list(rows[0][1]["folds"])
-    lines = ["| seed | " + " | ".join(f.replace("_", " ") for f in folds) + " | mean ± std | test | wall s | CPU s |",
-             "|---" * (len(folds) + 5) + "|"]
+    lines = ["| seed | " + " | ".join(f.replace("_", " ") for f in folds)
+             + " | fold mean | fold std | test | wall s | CPU s |", "|---" * (len(folds) + 6) + "|"]
+    values = []
     for seed, summary, wall, cpu in rows:
-        acc = summary["aggregate"]["accuracy"]
-        test = summary["test"]["accuracy"] if summary.get("test") else float("nan")
-        lines.append(f"| {seed} | " + " | ".join(f"{summary['folds'][f]['accuracy']:.3f}" for f in folds)
-                     + f" | {acc['mean']:.3f} ± {acc['std']:.3f} | {test:.3f} | {wall:.0f} | {cpu:.0f} |")
+        if list(summary["folds"]) != folds:
+            raise ValueError(f"seed {seed} ran folds {list(summary['folds'])}, the first seed {folds}")
+        values.append([*seed_row(summary), wall, cpu])
+        lines.append(f"| {seed} | " + " | ".join(f"{v:.3f}" for v in values[-1][:-2])
+                     + f" | {wall:.0f} | {cpu:.0f} |")
+    spreads = [Spread.of([v[i] for v in values]) for i in range(len(values[0]))]
+    lines.append(f"| mean ± std over {len(rows)} seeds | "
+                 + " | ".join(s.cell() for s in spreads[:-2]) + " | "
+                 + " | ".join(s.cell(0) for s in spreads[-2:]) + " |")
     return lines
 
 
