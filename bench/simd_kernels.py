@@ -1,7 +1,7 @@
 """Do the demo's features depend on the CPU's SIMD kernels? The check behind the README's reproducibility
 section: why another machine's demo figures differ from this one's.
 
-    python bench/kernels.py [--clips 12]
+    python bench/simd_kernels.py [--clips 12]
 
 Prints the first 16 hex digits of the sha256 of the demo store's arrays (compare them with another
 machine's), then re-extracts the first ``--clips`` utterances of the demo corpus in a child process under each
