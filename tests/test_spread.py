@@ -100,3 +100,19 @@ def test_seed_table_names_what_is_missing(tmp_path: Path):
     _write_runs(tmp_path, "cls", [0.6])
     with pytest.raises(KeyError, match="no numeric metric 'accuracy'; it has: weighted_f1"):
         bench.main(["--metric", "accuracy", f"x={tmp_path}/cls_seed*/eval"])
+
+
+def test_demo_table_rebuilds_from_run_folders(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    bench = _bench("demo_table")
+    for seed, folds in ((1, [0.9, 0.8]), (2, [0.7, 0.8]), (3, [0.8, 0.8])):
+        folder = tmp_path / f"seed_{seed}"
+        folder.mkdir()
+        (folder / "summary.json").write_text(json.dumps(_summary(folds, 0.8)))
+        (folder / bench.TIMING).write_text(json.dumps({"wall_s": 100.0, "cpu_s": 150.0}))
+    assert bench.main(["--seeds", "1", "2", "3", "--out", str(tmp_path), "--from-runs"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-2].startswith("| mean ± std over 3 seeds | 0.800 ± 0.100 | 0.800 ± 0.000 |")
+    assert out[-1].startswith("stable: yes")
+    (tmp_path / "seed_3" / bench.TIMING).unlink()
+    with pytest.raises(FileNotFoundError, match="seed_3/timing.json not found"):
+        bench.main(["--seeds", "1", "3", "--out", str(tmp_path), "--from-runs"])
