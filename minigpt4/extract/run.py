@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import numpy as np
 from tqdm import tqdm
 
 from minigpt4 import modalities
-from minigpt4.extract.base import Extractor, extract_clip
-from minigpt4.extract.media import MEDIA_SUFFIXES, MediaError
+from minigpt4.extract.base import ClipInputs, Extractor, extract_clip, extract_inputs
+from minigpt4.extract.media import MEDIA_SUFFIXES, SAMPLE_RATE, DecodedClip, MediaError
 from minigpt4.extract.registry import build_extractors
 from minigpt4.extract.store import (
     MANIFEST,
@@ -90,6 +91,17 @@ def stored_spec(extractors: Mapping[str, Extractor]) -> dict[str, Any]:
             if modalities.get(m).source == "store"}
 
 
+def warm_up(extractors: Mapping[str, Extractor]) -> None:
+    """Run every extractor once on noise, so lazy imports and model loads (librosa's first call alone takes
+    seconds) happen at start-up rather than in some client's request. Run once in the parent before worker
+    processes start, it also writes librosa's numba caches from one process: workers compiling them at the
+    same time can leave a mixed cache that crashes every later call (numba #10128)."""
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    audio = (0.1 * rng.standard_normal(SAMPLE_RATE)).astype(np.float32)
+    extract_inputs(ClipInputs(DecodedClip("warm-up", frames, audio, SAMPLE_RATE, 1.0), "warm up"), extractors)
+
+
 def extract_store(jobs: Sequence[Job], output: str | Path, extractors: Mapping[str, Extractor], workers: int = 1,
                   frames: str | None = None, frame_size: int | None = None, overwrite: bool = False
                   ) -> dict[str, Any]:
@@ -118,6 +130,7 @@ def extract_store(jobs: Sequence[Job], output: str | Path, extractors: Mapping[s
             _extract(job)
             bar.update()
     else:
+        warm_up(extractors)
         context = multiprocessing.get_context("spawn")
         with context.Pool(workers, initializer=_init, initargs=(spec, str(output), frame_size)) as pool:
             for _ in pool.imap_unordered(_extract, todo):

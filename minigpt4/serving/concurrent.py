@@ -18,11 +18,10 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, Mapping
 
-import numpy as np
 
-from minigpt4.extract.base import ClipFeatures, ClipInputs, Extractor, extract_clip, extract_inputs
-from minigpt4.extract.media import SAMPLE_RATE, DecodedClip
+from minigpt4.extract.base import ClipFeatures, extract_clip
 from minigpt4.extract.registry import build_extractors
+from minigpt4.extract.run import warm_up
 from minigpt4.extract.threads import single_thread
 from minigpt4.serving.predictor import Predictor, Request
 
@@ -32,16 +31,7 @@ _WORKER: dict[str, Any] = {}
 def _init(spec: Mapping[str, Any]) -> None:
     single_thread()
     _WORKER["extractors"] = build_extractors(spec)
-    _warm_up(_WORKER["extractors"])
-
-
-def _warm_up(extractors: Mapping[str, Extractor]) -> None:
-    """Run every extractor once on noise, so lazy imports and model loads (librosa's first call alone takes
-    seconds) happen at start-up rather than in some client's request."""
-    rng = np.random.default_rng(0)
-    frames = rng.integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
-    audio = (0.1 * rng.standard_normal(SAMPLE_RATE)).astype(np.float32)
-    extract_inputs(ClipInputs(DecodedClip("warm-up", frames, audio, SAMPLE_RATE, 1.0), "warm up"), extractors)
+    warm_up(_WORKER["extractors"])
 
 
 def _extract(path: str, transcript: str | None) -> ClipFeatures:
@@ -57,6 +47,7 @@ class ExtractionPool:
 
     def __init__(self, spec: Mapping[str, Any], workers: int) -> None:
         self.workers = workers
+        warm_up(build_extractors(spec))  # compiles librosa's numba kernels here, once, before the workers start
         self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                         initializer=_init, initargs=(dict(spec),))
         for future in [self.pool.submit(_ready) for _ in range(workers)]:
