@@ -13,13 +13,15 @@ import av
 import numpy as np
 import soundfile
 
+from minigpt4.runtime.errors import UserError
+
 SAMPLE_RATE = 16000
 AUDIO_SUFFIXES = (".wav", ".flac")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm")
 MEDIA_SUFFIXES = VIDEO_SUFFIXES + AUDIO_SUFFIXES
 
 
-class MediaError(ValueError):
+class MediaError(UserError, ValueError):
     """A clip that cannot be decoded or lacks a usable stream; the message names the file and why."""
 
 
