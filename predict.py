@@ -58,10 +58,20 @@ def clip_files(paths: list[Path]) -> list[tuple[str, Path]]:
 
 
 def transcript_for(clip: Path, given: str | None) -> str | None:
+    """``--transcript``, else the UTF-8 text of ``<clip>.txt`` beside the clip (a ``MediaError`` naming the
+    file when it is not UTF-8: that clip's error line), else None."""
+    from minigpt4.serving.predictor import MediaError
+
     if given is not None:
         return given
     side = clip.with_suffix(".txt")
-    return side.read_text(encoding="utf-8").strip() if side.is_file() else None
+    if not side.is_file():
+        return None
+    try:
+        return side.read_text(encoding="utf-8").strip()
+    except UnicodeDecodeError as err:
+        raise MediaError(f"{side}: the transcript is not UTF-8 text (byte {err.start}: {err.reason}); save it as "
+                         f"UTF-8") from None
 
 
 def predict_all(predictor, clips: list[tuple[str, Path]], transcript: str | None, out: TextIO) -> int:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
 import os
 import subprocess
@@ -242,3 +243,18 @@ def test_generate_mode_from_an_eval_config_parses_the_generated_answer(served):
     assert record["labels"] == list(predictor.label_set.parse(record["answer"]))
     # The same weights and features give the same scores whatever the mode.
     assert record["probabilities"] == served[3].predict(clips[0], transcript="Oh no, not again")["probabilities"]
+
+
+def test_a_non_utf8_transcript_sidecar_is_that_clips_error_line_and_the_rest_go_on(served, tmp_path):
+    _, _, clips, predictor = served
+    for name, clip in (("latin", clips[1]), ("fine", clips[2])):
+        (tmp_path / f"{name}.mp4").write_bytes(clip.read_bytes())
+    (tmp_path / "latin.txt").write_bytes("Ça va très bien".encode("latin-1"))
+    (tmp_path / "fine.txt").write_text("Ça va très bien", encoding="utf-8")
+    out = io.StringIO()
+    failed = entry_point("predict").predict_all(
+        predictor, [("latin", tmp_path / "latin.mp4"), ("fine", tmp_path / "fine.mp4")], None, out)
+    lines = [json.loads(x) for x in out.getvalue().splitlines()]
+    assert failed == 1 and [x["id"] for x in lines] == ["latin", "fine"]
+    assert lines[0]["error"].startswith(f"{tmp_path / 'latin.txt'}: the transcript is not UTF-8 text")
+    assert lines[1]["transcript"] == "Ça va très bien"
