@@ -11,9 +11,11 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile
 from fastapi.testclient import TestClient
-from media_clips import truncate, write_clip
+from media_clips import truncate, write_audio, write_clip
 from serving_helpers import untrained_checkpoint
 
 from minigpt4.extract import decode_clip
@@ -48,7 +50,7 @@ def client(served, tmp_path):
     root, _, clips, predictor = served
     uploads = tmp_path / "uploads"
     app = create_app(predictor, [Example("first.mp4", clips[0], "happy", "I passed!")], max_upload_mb=0.25, upload_dir=uploads)
-    with TestClient(app) as c:
+    with TestClient(app, base_url="http://127.0.0.1") as c:
         c.uploads = uploads
         yield c
     assert not uploads.exists() or not any(uploads.iterdir()), "an upload was left behind"
@@ -149,7 +151,7 @@ def test_eight_concurrent_requests_each_get_their_own_answer(client, served):
 
 def test_health_and_examples(client, served):
     health = client.get("/health").json()
-    assert health["checkpoint"] == str(served[1]) and health["labels"] == ["happy", "sad", "neutral", "angry"]
+    assert health["checkpoint"] == f"{served[1].parent.name}/{served[1].name}" and health["labels"] == ["happy", "sad", "neutral", "angry"]
     assert health["modalities"] == ["image", "face", "video", "audio", "text"] and health["mode"] == "score"
     assert health["examples"] == [{"name": "first.mp4", "label": "happy", "transcript": "I passed!"}]
     assert client.get("/examples/first.mp4").content == served[2][0].read_bytes()
@@ -258,3 +260,42 @@ def test_a_non_utf8_transcript_sidecar_is_that_clips_error_line_and_the_rest_go_
     assert failed == 1 and [x["id"] for x in lines] == ["latin", "fine"]
     assert lines[0]["error"].startswith(f"{tmp_path / 'latin.txt'}: the transcript is not UTF-8 text")
     assert lines[1]["transcript"] == "Ça va très bien"
+
+
+def test_a_clip_over_the_duration_cap_is_413_naming_the_limit(client, tmp_path):
+    long = write_audio(tmp_path / "talk.mp4", 70.0)
+    assert long.stat().st_size < 0.25 * 2**20  # under the byte cap: only the duration refuses it
+    response = post(client, long)
+    assert response.status_code == 413, response.text
+    assert "talk.mp4: the clip lasts 70.0 s, over the 60 s limit per clip" in response.json()["detail"]
+    assert client.get("/health").json()["max_clip_seconds"] == 60
+
+
+def test_cross_origin_posts_and_foreign_hosts_are_refused(client, served):
+    clip = served[2][0]
+    other = client.post("/predict", files={"clip": ("a.mp4", clip.read_bytes(), "video/mp4")},
+                        headers={"Origin": "http://evil.example"})
+    assert other.status_code == 403 and "cross-origin request from http://evil.example" in other.json()["detail"]
+    same = client.post("/predict", files={"clip": ("a.mp4", clip.read_bytes(), "video/mp4")},
+                       headers={"Origin": "http://127.0.0.1"})
+    assert same.status_code == 200, same.text
+    assert client.get("/health", headers={"Host": "attacker.example"}).status_code == 400  # DNS rebinding
+
+
+def test_a_non_utf8_transcript_is_422_not_read_as_latin1(client, served):
+    clip = served[2][0]
+    response = client.post("/predict", files={"clip": ("a.mp4", clip.read_bytes(), "video/mp4"),
+                                              "transcript": (None, "très bien".encode("latin-1"))})
+    assert response.status_code == 422 and "'transcript' field is not UTF-8 text" in response.json()["detail"]
+    fine = client.post("/predict", files={"clip": ("a.mp4", clip.read_bytes(), "video/mp4"),
+                                          "transcript": (None, "très bien".encode())})
+    assert fine.status_code == 200 and fine.json()["transcript"] == "très bien"
+
+
+def test_a_silent_wav_is_refused_saying_it_is_silent(client, tmp_path):
+    silent = tmp_path / "quiet.wav"
+    soundfile.write(silent, np.zeros(16000, np.float32), 16000)
+    response = post(client, silent)
+    assert response.status_code == 422
+    assert "quiet.wav: the clip provides none of the modalities" in response.json()["detail"]
+    assert "audio: the audio track is silent" in response.json()["detail"]

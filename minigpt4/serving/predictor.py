@@ -199,7 +199,7 @@ class Predictor:
 
     def health(self) -> dict[str, Any]:
         """What the server answers on ``GET /health``."""
-        return {"status": "ok", "checkpoint": str(self.cfg.model.checkpoint), "corpus": self.cfg.data.corpus,
+        return {"status": "ok", "checkpoint": checkpoint_name(self.cfg.model.checkpoint), "corpus": self.cfg.data.corpus,
                 "labels": list(self.label_set.labels), "modalities": list(self.cfg.data.modalities),
                 "tasks": list(self.cfg.data.tasks), "mode": self.cfg.eval.mode,
                 "extractors": {m: e.name for m, e in self.extractors.items()}}
@@ -210,7 +210,9 @@ class Predictor:
         used = [m for m in self.cfg.data.modalities
                 if (clip.frame is not None if m == "image" else m in clip.features)]
         if not used:
-            raise MediaError(f"{where}: the clip provides none of the modalities {list(self.cfg.data.modalities)}")
+            why = "; ".join(f"{m}: {reason.replace(where + ': ', '')}" for m, reason in clip.failures.items())
+            raise MediaError(f"{where}: the clip provides none of the modalities {list(self.cfg.data.modalities)}"
+                             + (f" ({why})" if why else ""))
         return used
 
     def _dataset(self, clip_id: str, clip: ClipFeatures, where: str, transcript: str | None,
@@ -251,18 +253,19 @@ class Predictor:
         return out
 
     def predict(self, path: str | Path, clip_id: str | None = None, transcript: str | None = None,
-                visuals: bool = False) -> dict[str, Any]:
+                visuals: bool = False, max_seconds: float | None = None) -> dict[str, Any]:
         """One clip -> the prediction record (``predict.py``'s JSON line, ``POST /predict``'s body).
 
-        Raises ``MediaError`` for a clip that cannot be decoded. ``visuals`` adds what the page draws: the
-        face crop and the frame (PNG data URLs) and the waveform envelope.
+        Raises ``MediaError`` for a clip that cannot be decoded (``ClipTooLong`` past ``max_seconds``, which
+        bounds the time and memory one clip takes). ``visuals`` adds what the page draws: the face crop and the
+        frame (PNG data URLs) and the waveform envelope.
         """
         path = Path(path)
         clip_id = clip_id or path.stem
         transcript = (transcript or "").strip() or None
         with self._lock:
             start = time.perf_counter()
-            clip = extract_clip(path, self.extractors, transcript)
+            clip = extract_clip(path, self.extractors, transcript, max_seconds=max_seconds)
             used = self.used_modalities(clip, str(path))
             result = self._run_model(self._dataset(clip_id, clip, str(path), transcript, used))
             seconds = time.perf_counter() - start
@@ -279,6 +282,13 @@ class Predictor:
                 "waveform": waveform_envelope(clip.waveform) if clip.waveform is not None else None,
             }
         return record
+
+
+def checkpoint_name(checkpoint: str | Path) -> str:
+    """The checkpoint as ``/health`` shows it: relative to the working folder, else its last two parts (the
+    server's absolute paths are not for clients)."""
+    shown = Path(entry.shown(checkpoint))
+    return str(Path(*shown.parts[-2:]) if shown.is_absolute() else shown)
 
 
 def with_checkpoint(program: str, cfg_path: str | Path | None, overrides: Sequence[str]) -> tuple[list[str], str]:
