@@ -18,6 +18,20 @@ def face_image(size: int = 160) -> np.ndarray:
     return cv2.resize(data.astronaut()[0:300, 100:400], (size, size), interpolation=cv2.INTER_AREA)
 
 
+def portrait() -> np.ndarray:
+    """A tall (160 x 96) face: sideways it is a wide image whose face a detector does not find."""
+    return cv2.resize(face_image(160), (96, 160), interpolation=cv2.INTER_AREA)
+
+
+def faststart_cut(path: Path) -> Path:
+    """A 13.6 s faststart ``.mp4`` (index first, as web videos) cut at half its bytes: the index still states
+    13.6 s and what remains decodes cleanly, so only comparing durations shows the loss."""
+    whole = write_frames(path.with_name(f"whole-{path.name}"), [portrait()] * 340, audio=sweep(13.6), faststart=True)
+    path.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    whole.unlink()
+    return path
+
+
 def sweep(seconds: float, f0: float = 150.0, f1: float = 300.0, amplitude: float = 0.3) -> np.ndarray:
     t = np.arange(int(seconds * RATE)) / RATE
     phase = 2 * np.pi * (f0 * t + (f1 - f0) * t ** 2 / (2 * seconds))

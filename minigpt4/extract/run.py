@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -26,7 +26,9 @@ from minigpt4.extract.store import (
     PartInfo,
     manifest,
     pack,
+    packed_ids,
     part_path,
+    remove_stale_parts,
     write_part,
 )
 from minigpt4.runtime.output_folder import OutputFolderError, claim_folder, fingerprint
@@ -91,10 +93,12 @@ def stored_spec(extractors: Mapping[str, Extractor]) -> dict[str, Any]:
 
 
 def extract_store(jobs: Sequence[Job], output: str | Path, extractors: Mapping[str, Extractor], workers: int = 1,
-                  frames: str | None = None, frame_size: int | None = None, overwrite: bool = False
-                  ) -> dict[str, Any]:
+                  frames: str | None = None, frame_size: int | None = None, overwrite: bool = False,
+                  max_seconds: float | None = None) -> dict[str, Any]:
     """Extract ``jobs`` into ``output`` (resuming a store this tool started there) and pack it.
 
+    A clip longer than ``max_seconds`` is not decoded past the limit and is listed as failed with that reason.
+    A store holding clips that ``jobs`` does not list is refused unless ``overwrite``: packing would drop them.
     Returns the summary: clips, ok, failed (id -> reason), face_found, seconds.
     """
     start = time.perf_counter()
@@ -109,8 +113,15 @@ def extract_store(jobs: Sequence[Job], output: str | Path, extractors: Mapping[s
         raise OutputFolderError(f"{output} holds a store extracted with other extractors or settings "
                                 f"(see {output / MANIFEST}); rerun with --overwrite to replace it, or choose "
                                 "another --output")
+    dropped = sorted(packed_ids(output) - {j.clip_id for j in jobs})
+    if dropped:
+        raise OutputFolderError(f"{output} holds {len(dropped)} clip(s) this run does not list ({', '.join(dropped[:5])}"
+                                f"{', ...' if len(dropped) > 5 else ''}); packing would drop them: list them too, or "
+                                f"rerun with --overwrite to make a store of just these {len(jobs)} clip(s)")
     (output / MANIFEST).write_text(json.dumps(info, indent=1) + "\n")
-    todo = [j for j in jobs if not part_path(output, j.clip_id).is_file()]
+    remove_stale_parts(output)
+    todo = [replace(j, decode={**j.decode, "max_seconds": max_seconds}) if max_seconds else j
+            for j in jobs if not part_path(output, j.clip_id).is_file()]
     bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="extracting", unit="clip")
     if workers <= 1:
         _init(spec, str(output), frame_size)
