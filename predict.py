@@ -35,9 +35,14 @@ def parse_args(argv: list[str]):
     parser.add_argument("--transcript", help="what is said in the clip(s) (default: <clip>.txt when present)")
     parser.add_argument("--output", type=Path, help="write JSON lines here instead of standard output")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
+    parser.add_argument("--max-seconds", type=float, default=None,
+                        help="refuse clips longer than this (that clip's error line); decoding stops at the limit")
     args, overrides = entry.parse(parser, argv)
-    if args.output is not None and args.output.exists() and not args.overwrite:
-        parser.error(f"--output {args.output} exists; pass --overwrite to replace it")
+    output = args.output
+    if output is not None and output.is_dir():
+        parser.error(f"--output {output} is a folder; name a file for the JSON lines (e.g. {output / 'preds.jsonl'})")
+    if output is not None and output.exists() and not args.overwrite:
+        parser.error(f"--output {output} exists; pass --overwrite to replace it")
     return args, overrides
 
 
@@ -74,7 +79,8 @@ def transcript_for(clip: Path, given: str | None) -> str | None:
                          f"UTF-8") from None
 
 
-def predict_all(predictor, clips: list[tuple[str, Path]], transcript: str | None, out: TextIO) -> int:
+def predict_all(predictor, clips: list[tuple[str, Path]], transcript: str | None, out: TextIO,
+                max_seconds: float | None = None) -> int:
     """Write one line per clip, flushed as it comes; return how many clips failed."""
     from tqdm import tqdm
 
@@ -83,7 +89,7 @@ def predict_all(predictor, clips: list[tuple[str, Path]], transcript: str | None
     failed = 0
     for clip_id, path in tqdm(clips, desc="predicting", unit="clip", disable=len(clips) < 2 or None):
         try:
-            record = predictor.predict(path, clip_id, transcript_for(path, transcript))
+            record = predictor.predict(path, clip_id, transcript_for(path, transcript), max_seconds=max_seconds)
         except MediaError as err:
             failed += 1
             record = {"id": clip_id, "file": str(path), "error": str(err)}
@@ -114,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
 
     predictor = Predictor(load_predict_config(args.cfg_path, overrides))
     with _opened(args.output) as out:
-        failed = predict_all(predictor, clips, args.transcript, out)
+        failed = predict_all(predictor, clips, args.transcript, out, args.max_seconds)
     if failed:
         print(f"predict.py: {failed} of {len(clips)} clip(s) failed (error lines written)", file=sys.stderr)
     return 1 if failed else 0

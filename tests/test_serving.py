@@ -206,6 +206,9 @@ def test_predict_cli_never_overwrites_silently(tmp_path, capsys):
         entry_point("predict").main(["clip.mp4", "--output", str(out)])
     assert stop.value.code == 2 and "--overwrite" in capsys.readouterr().err
     assert out.read_text() == "earlier results\n"
+    with pytest.raises(SystemExit) as stop:  # checked before any model loads, even with --overwrite
+        entry_point("predict").main(["clip.mp4", "--output", str(tmp_path), "--overwrite"])
+    assert stop.value.code == 2 and f"--output {tmp_path} is a folder" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("name", ["app", "predict"])

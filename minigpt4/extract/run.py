@@ -115,9 +115,10 @@ def extract_store(jobs: Sequence[Job], output: str | Path, extractors: Mapping[s
                                 "another --output")
     dropped = sorted(packed_ids(output) - {j.clip_id for j in jobs})
     if dropped:
-        raise OutputFolderError(f"{output} holds {len(dropped)} clip(s) this run does not list ({', '.join(dropped[:5])}"
-                                f"{', ...' if len(dropped) > 5 else ''}); packing would drop them: list them too, or "
-                                f"rerun with --overwrite to make a store of just these {len(jobs)} clip(s)")
+        shown = ", ".join(dropped[:5]) + (", ..." if len(dropped) > 5 else "")
+        raise OutputFolderError(f"{output} holds {len(dropped)} clip(s) this run does not list ({shown}); packing "
+                                f"would drop them: list them too, or rerun with --overwrite to make a store of just "
+                                f"these {len(jobs)} clip(s)")
     (output / MANIFEST).write_text(json.dumps(info, indent=1) + "\n")
     remove_stale_parts(output)
     todo = [replace(j, decode={**j.decode, "max_seconds": max_seconds}) if max_seconds else j
