@@ -25,17 +25,12 @@ def main(argv: list[str]) -> int:
                         help="discard an earlier train.py run in run.output_dir (never a folder it did not create)")
     args, overrides = entry.parse(parser, argv)
     from minigpt4.data.run_config import load_config
-    from minigpt4.runtime.output_folder import OutputFolderError
-    from minigpt4.runtime.run_lock import RunLocked
     from minigpt4.training.loop import TrainingInterrupted, fit
 
     cfg = load_config(entry.recipe(args.cfg_path), overrides)
     entry.announce("train.py", args.cfg_path, f"run folder {cfg.run.output_dir}")
     try:
         final = fit(cfg, overwrite=args.overwrite)
-    except (OutputFolderError, RunLocked) as err:
-        print(f"train.py: error: {err}", file=sys.stderr)
-        return 1
     except TrainingInterrupted as err:
         print(f"train.py: {err}", file=sys.stderr)
         return 143  # 128 + SIGTERM, as if the signal had ended the process
@@ -44,4 +39,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(entry.run_main("train.py", main))

@@ -74,4 +74,6 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    from minigpt4 import entry
+
+    sys.exit(entry.run_main("extract_features.py", main))

@@ -18,6 +18,7 @@ from minigpt4.data.pipeline import prepare_data
 from minigpt4.data.run_config import load_config
 from minigpt4.models import checkpoint as ckpt
 from minigpt4.models.build import build_model
+from minigpt4.runtime.errors import CheckpointError
 from minigpt4.training.engine import lr_lambda
 from minigpt4.training.loop import fit
 from minigpt4.training.sampling import WeightedShardSampler
@@ -132,11 +133,24 @@ def test_coverage_error_names_missing_and_unexpected_keys(tiny, tmp_path: Path) 
     del state[dropped]
     state["stray.weight"] = torch.zeros(1)
     save_file(state, str(tmp_path / "w.safetensors"))
-    with pytest.raises(KeyError) as err:
+    with pytest.raises(CheckpointError) as err:
         ckpt.load_trainable(model, tmp_path / "w.safetensors")
     assert dropped in str(err.value) and "stray.weight" in str(err.value)
     with pytest.raises(FileNotFoundError, match="model.checkpoint"):
         ckpt.load_trainable(model, tmp_path / "nothing")
+
+
+def test_an_integer_tensor_is_not_loaded_into_a_float_parameter(tiny, tmp_path: Path) -> None:
+    _, model, _ = tiny
+    state = {k: v.clone() for k, v in model.trainable_state_dict().items()}
+    name = next(k for k, v in state.items() if v.is_floating_point())
+    state[name] = torch.ones_like(state[name], dtype=torch.int64)
+    save_file(state, str(tmp_path / "w.safetensors"))
+    before = model.trainable_state_dict()[name].clone()
+    with pytest.raises(CheckpointError, match=rf"w.safetensors: {name} holds torch.int64, the model expects "
+                                              r"torch.float32"):
+        ckpt.load_trainable(model, tmp_path / "w.safetensors")
+    assert torch.equal(model.trainable_state_dict()[name], before)
 
 
 def test_lr_schedule_and_balanced_sampler() -> None:

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from minigpt4 import modalities
 from minigpt4.extract.base import Extractor, extract_clip
-from minigpt4.extract.media import MEDIA_SUFFIXES, MediaError
+from minigpt4.extract.media import MEDIA_SUFFIXES, MediaError, require_regular_file
 from minigpt4.extract.registry import build_extractors
 from minigpt4.extract.store import (
     MANIFEST,
@@ -54,10 +54,9 @@ def clip_jobs(inputs: Sequence[str | Path]) -> list[Job]:
         if item.is_dir():
             files = sorted(p for p in item.rglob("*") if p.suffix.lower() in MEDIA_SUFFIXES and p.is_file())
             pairs = [(p.relative_to(item).with_suffix("").as_posix(), p) for p in files]
-        elif item.is_file():
-            pairs = [(item.stem, item)]
         else:
-            raise FileNotFoundError(f"--clips {item}: no such file or folder")
+            require_regular_file(item)  # a FIFO or device is named as such, a missing file as not found
+            pairs = [(item.stem, item)]
         if not pairs:
             raise FileNotFoundError(f"--clips {item}: no media files ({', '.join(MEDIA_SUFFIXES)})")
         for clip_id, path in pairs:
