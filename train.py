@@ -33,7 +33,7 @@ def main(argv: list[str]) -> int:
         final = fit(cfg, overwrite=args.overwrite)
     except TrainingInterrupted as err:
         print(f"train.py: {err}", file=sys.stderr)
-        return 143  # 128 + SIGTERM, as if the signal had ended the process
+        return err.exit_status  # 128 + the signal, as if it had ended the process
     print(f"final checkpoint: {final}")
     return 0
 
