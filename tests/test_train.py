@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import errno
 import os
 import subprocess
 import sys
@@ -124,6 +125,16 @@ def test_atomic_write_leaves_no_partial_folder(tiny, tmp_path: Path, monkeypatch
     assert [p.name for p in ckpt.step_folders(tmp_path)] == ["step_1"]
     monkeypatch.undo()
     assert ckpt.load_state(good)["step"] == 1
+
+
+def test_a_full_disk_is_an_os_error_naming_the_file(tiny, tmp_path: Path) -> None:
+    cfg, model, _ = tiny
+    tmp = ckpt.stage(tmp_path / "step_1")
+    (tmp / ckpt.STATE).symlink_to("/dev/full")  # every write there fails with ENOSPC
+    with pytest.raises(OSError) as err:
+        ckpt.write_checkpoint(tmp_path / "step_1", model, cfg, state={"step": 1}, tmp=tmp)
+    assert err.value.errno == errno.ENOSPC and err.value.filename == str(tmp / ckpt.STATE)
+    assert not (tmp_path / "step_1").exists()
 
 
 def test_coverage_error_names_missing_and_unexpected_keys(tiny, tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ looks complete but is not: readers only ever see a finished checkpoint or none.
 """
 from __future__ import annotations
 
+import io
 import os
 import random
 import re
@@ -26,7 +27,8 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as save_safetensors
 
 from minigpt4.config import ConfigError, LLMConfig, ModelConfig, save_config
 from minigpt4.models.model import EmotionLLaMA
@@ -69,14 +71,26 @@ def write_checkpoint(folder: str | Path, model: EmotionLLaMA, cfg: DictConfig, s
     folder = Path(folder)
     tmp = tmp or stage(folder)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.trainable_state_dict().items()}
-    save_file(tensors, str(tmp / WEIGHTS))
+    # Serialised in memory and written by Python: a full disk is then OSError(ENOSPC) naming the file, where
+    # torch.save says "basic_ios::clear: iostream error" and safetensors names no file.
+    write_bytes(tmp / WEIGHTS, save_safetensors(tensors))
     save_config(cfg, tmp / CONFIG)
     if tokenizer_is_packaged(cfg.model.llm):
         model.tokenizer.save_pretrained(str(tmp / TOKENIZER))
     if state is not None:
-        torch.save(state, tmp / STATE)
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        write_bytes(tmp / STATE, buffer.getvalue())
     publish(tmp, folder)
     return folder
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    """``path.write_bytes`` whose ``OSError`` (a full disk above all) names the file."""
+    try:
+        path.write_bytes(data)
+    except OSError as err:
+        raise OSError(err.errno, err.strerror, str(path)) from None
 
 
 def export_final(src: str | Path, dst: str | Path) -> Path:
