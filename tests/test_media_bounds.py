@@ -2,9 +2,8 @@
 and only from regular files."""
 from __future__ import annotations
 
+import importlib.util
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -64,40 +63,16 @@ def test_fifo_device_and_folder_are_named_for_what_they_are(tmp_path):
             decode_clip(path)
 
 
-PEAK = """
-import os, sys, threading, time
-from minigpt4.extract.media import ClipTooLong, decode_clip
-def rss():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-peak = [0]
-def watch():
-    while True:
-        peak[0] = max(peak[0], rss())
-        time.sleep(0.005)
-base = rss()
-threading.Thread(target=watch, daemon=True).start()
-start = time.perf_counter()
-try:
-    decode_clip(sys.argv[1], max_seconds=float(sys.argv[2]))
-except ClipTooLong as err:
-    print(err, file=sys.stderr)
-time.sleep(0.05)
-print((peak[0] - base) / 2**20, time.perf_counter() - start)
-"""
-
-
-def decode_peak(path: Path, max_seconds: float) -> tuple[float, float]:
-    """(peak RSS growth in MiB, seconds) of decoding ``path`` under ``max_seconds`` in a fresh process."""
-    out = subprocess.run([sys.executable, "-c", PEAK, str(path), str(max_seconds)], capture_output=True, text=True,
-                         check=True, env={**os.environ, "PYTHONPATH": str(REPO)})
-    grown, seconds = map(float, out.stdout.split())
-    return grown, seconds
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench_long_media", REPO / "bench" / "long_media.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.mark.slow
 def test_thirty_minutes_of_audio_is_refused_without_memory_growth(tmp_path):
     path = write_audio(tmp_path / "long.mp4", 1800.0)
     assert path.stat().st_size < 5 * 2**20  # well under the page's 50 MB upload cap
-    grown, _ = decode_peak(path, 60)
+    grown, _ = _bench().decode_peak(path, 60)
     assert grown < 300

@@ -20,6 +20,7 @@ from serving_helpers import untrained_checkpoint
 
 from minigpt4.extract import decode_clip
 from minigpt4.serving.predictor import (
+    ClientGone,
     Example,
     Predictor,
     example_clips,
@@ -302,3 +303,16 @@ def test_a_silent_wav_is_refused_saying_it_is_silent(client, tmp_path):
     assert response.status_code == 422
     assert "quiet.wav: the clip provides none of the modalities" in response.json()["detail"]
     assert "audio: the audio track is silent" in response.json()["detail"]
+
+
+def test_a_client_that_hung_up_is_not_processed(served):
+    _, _, clips, predictor = served
+    asked = []
+
+    def gone() -> bool:
+        asked.append(True)
+        return True
+
+    with pytest.raises(ClientGone, match="hung up"):
+        predictor.predict(clips[0], gone=gone)
+    assert asked == [True]  # checked once, when the clip's turn came: nothing was decoded for it

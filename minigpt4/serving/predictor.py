@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import av
 import cv2
@@ -55,6 +55,10 @@ WAVEFORM_POINTS = 240
 """Envelope bins sent to the page for the waveform plot."""
 
 __all__ = ["Example", "MediaError", "Predictor", "example_clips", "load_predict_config", "with_checkpoint"]
+
+
+class ClientGone(Exception):
+    """The client that asked for a prediction hung up before its turn: its clip is not processed."""
 
 
 @dataclass(frozen=True)
@@ -253,20 +257,24 @@ class Predictor:
         return out
 
     def predict(self, path: str | Path, clip_id: str | None = None, transcript: str | None = None,
-                visuals: bool = False, max_seconds: float | None = None) -> dict[str, Any]:
+                visuals: bool = False, max_seconds: float | None = None,
+                gone: Callable[[], bool] | None = None) -> dict[str, Any]:
         """One clip -> the prediction record (``predict.py``'s JSON line, ``POST /predict``'s body).
 
         Raises ``MediaError`` for a clip that cannot be decoded (``ClipTooLong`` past ``max_seconds``, which
         bounds the time and memory one clip takes). ``visuals`` adds what the page draws: the face crop and the
-        frame (PNG data URLs) and the waveform envelope.
+        frame (PNG data URLs) and the waveform envelope. ``gone`` says the client hung up: checked when the
+        clip's turn comes and again before the model runs (``ClientGone``), so nobody waits on abandoned work.
         """
         path = Path(path)
         clip_id = clip_id or path.stem
         transcript = (transcript or "").strip() or None
         with self._lock:
             start = time.perf_counter()
+            _check_client(gone)
             clip = extract_clip(path, self.extractors, transcript, max_seconds=max_seconds)
             used = self.used_modalities(clip, str(path))
+            _check_client(gone)
             result = self._run_model(self._dataset(clip_id, clip, str(path), transcript, used))
             seconds = time.perf_counter() - start
         left_out = {m: clip.failures.get(m, "no video stream" if m == "image" else "not extracted")
@@ -282,6 +290,11 @@ class Predictor:
                 "waveform": waveform_envelope(clip.waveform) if clip.waveform is not None else None,
             }
         return record
+
+
+def _check_client(gone: Callable[[], bool] | None) -> None:
+    if gone is not None and gone():
+        raise ClientGone("the client hung up; its clip was dropped")
 
 
 def checkpoint_name(checkpoint: str | Path) -> str:

@@ -12,7 +12,9 @@ each with ``{"detail": message}``.
 """
 from __future__ import annotations
 
+import asyncio
 import importlib.resources
+import threading
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Protocol, Sequence
 
@@ -26,7 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from minigpt4.extract import MediaError
 from minigpt4.extract.media import ClipTooLong
-from minigpt4.serving.predictor import Example
+from minigpt4.serving.predictor import ClientGone, Example
 from minigpt4.serving.uploads import (
     UnsupportedMedia,
     UploadTooLarge,
@@ -51,7 +53,8 @@ class Serving(Protocol):
     def health(self) -> dict[str, Any]: ...
 
     def predict(self, path: str | Path, clip_id: str | None = None, transcript: str | None = None,
-                visuals: bool = False, max_seconds: float | None = None) -> dict[str, Any]: ...
+                visuals: bool = False, max_seconds: float | None = None,
+                gone: Callable[[], bool] | None = None) -> dict[str, Any]: ...
 
 
 class _BodyLimit:
@@ -117,6 +120,13 @@ async def read_form(request: Request) -> FormData:
         raise HTTPException(422, f"the {', '.join(map(repr, parser.undecodable))} field is not UTF-8 text: send the "
                                  "transcript as UTF-8")
     return form
+
+
+async def watch_disconnect(request: Request, gone: threading.Event) -> None:
+    """Set ``gone`` once the client hangs up (Starlette only reports it when asked, so this polls)."""
+    while not await request.is_disconnected():
+        await asyncio.sleep(0.25)
+    gone.set()
 
 
 def same_origin(request: Request) -> bool:
@@ -188,15 +198,24 @@ def create_app(predictor: Serving, examples: Sequence[Example] = (),
             if transcript is not None and not isinstance(transcript, str):
                 raise HTTPException(422, "the 'transcript' field must be text")
             visuals = str(form.get("visuals", "")).lower() in ("1", "true", "yes")
-            return await run_in_threadpool(_predict_upload, clip, transcript, visuals)
+            gone = threading.Event()
+            watcher = asyncio.create_task(watch_disconnect(request, gone))
+            try:
+                return await run_in_threadpool(_predict_upload, clip, transcript, visuals, gone.is_set)
+            finally:
+                watcher.cancel()
         finally:
             await form.close()
 
-    def _predict_upload(clip: UploadFile, transcript: str | None, visuals: bool) -> dict[str, Any]:
+    def _predict_upload(clip: UploadFile, transcript: str | None, visuals: bool,
+                        gone: Callable[[], bool]) -> dict[str, Any]:
         try:
             with stored_upload(clip.file, clip.filename, max_bytes, upload_dir) as path:
                 try:
-                    return predictor.predict(path, display_id(clip.filename), transcript, visuals, max_clip_seconds)
+                    return predictor.predict(path, display_id(clip.filename), transcript, visuals, max_clip_seconds,
+                                             gone)
+                except ClientGone as err:
+                    raise HTTPException(499, str(err)) from None  # nginx's "client closed request": nobody reads it
                 except MediaError as err:
                     # The message names the server's temp file; the client knows the clip by its own name.
                     why = str(err).replace(str(path), clip.filename or "upload")
