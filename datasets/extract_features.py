@@ -11,8 +11,8 @@ speaker side, their audio read from the per-utterance .wav); the second any .mp4
 extractors need no download (librosa statistics, Haar face + fer expression network, motion statistics).
 Rerunning resumes: finished clips are skipped (a rerun listing fewer clips than the store holds is refused
 without --overwrite). A clip that cannot be decoded, is truncated, runs past --max-seconds, or lacks a
-modality (silent, no face), is listed with its reason. The last line printed is one JSON object: clips, ok, failed, face_found,
-seconds. Train with ``data.feature_store=<output>``; widths come from the store's manifest.
+modality (silent, no face), is listed with its reason. The last line printed is one JSON object: clips, ok,
+failed, face_found, seconds. Train with ``data.feature_store=<output>``; widths come from the store's manifest.
 """
 from __future__ import annotations
 

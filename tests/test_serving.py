@@ -152,7 +152,8 @@ def test_eight_concurrent_requests_each_get_their_own_answer(client, served):
 
 def test_health_and_examples(client, served):
     health = client.get("/health").json()
-    assert health["checkpoint"] == f"{served[1].parent.name}/{served[1].name}" and health["labels"] == ["happy", "sad", "neutral", "angry"]
+    assert health["checkpoint"] == f"{served[1].parent.name}/{served[1].name}"  # not the server's absolute path
+    assert health["labels"] == ["happy", "sad", "neutral", "angry"]
     assert health["modalities"] == ["image", "face", "video", "audio", "text"] and health["mode"] == "score"
     assert health["examples"] == [{"name": "first.mp4", "label": "happy", "transcript": "I passed!"}]
     assert client.get("/examples/first.mp4").content == served[2][0].read_bytes()

@@ -203,7 +203,8 @@ class Predictor:
 
     def health(self) -> dict[str, Any]:
         """What the server answers on ``GET /health``."""
-        return {"status": "ok", "checkpoint": checkpoint_name(self.cfg.model.checkpoint), "corpus": self.cfg.data.corpus,
+        return {"status": "ok", "checkpoint": checkpoint_name(self.cfg.model.checkpoint),
+                "corpus": self.cfg.data.corpus,
                 "labels": list(self.label_set.labels), "modalities": list(self.cfg.data.modalities),
                 "tasks": list(self.cfg.data.tasks), "mode": self.cfg.eval.mode,
                 "extractors": {m: e.name for m, e in self.extractors.items()}}
