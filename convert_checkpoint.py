@@ -44,4 +44,6 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    from minigpt4 import entry
+
+    sys.exit(entry.run_main("convert_checkpoint.py", main))

@@ -109,4 +109,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from minigpt4 import entry
+
+    sys.exit(entry.run_main("eval_emotion.py", main))

@@ -52,4 +52,6 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    from minigpt4 import entry
+
+    sys.exit(entry.run_main("export_onnx.py", main))

@@ -35,9 +35,14 @@ def parse_args(argv: list[str]):
     parser.add_argument("--transcript", help="what is said in the clip(s) (default: <clip>.txt when present)")
     parser.add_argument("--output", type=Path, help="write JSON lines here instead of standard output")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
+    parser.add_argument("--max-seconds", type=float, default=None,
+                        help="refuse clips longer than this (that clip's error line); decoding stops at the limit")
     args, overrides = entry.parse(parser, argv)
-    if args.output is not None and args.output.exists() and not args.overwrite:
-        parser.error(f"--output {args.output} exists; pass --overwrite to replace it")
+    output = args.output
+    if output is not None and output.is_dir():
+        parser.error(f"--output {output} is a folder; name a file for the JSON lines (e.g. {output / 'preds.jsonl'})")
+    if output is not None and output.exists() and not args.overwrite:
+        parser.error(f"--output {output} exists; pass --overwrite to replace it")
     return args, overrides
 
 
@@ -58,13 +63,24 @@ def clip_files(paths: list[Path]) -> list[tuple[str, Path]]:
 
 
 def transcript_for(clip: Path, given: str | None) -> str | None:
+    """``--transcript``, else the UTF-8 text of ``<clip>.txt`` beside the clip (a ``MediaError`` naming the
+    file when it is not UTF-8: that clip's error line), else None."""
+    from minigpt4.serving.predictor import MediaError
+
     if given is not None:
         return given
     side = clip.with_suffix(".txt")
-    return side.read_text(encoding="utf-8").strip() if side.is_file() else None
+    if not side.is_file():
+        return None
+    try:
+        return side.read_text(encoding="utf-8").strip()
+    except UnicodeDecodeError as err:
+        raise MediaError(f"{side}: the transcript is not UTF-8 text (byte {err.start}: {err.reason}); save it as "
+                         f"UTF-8") from None
 
 
-def predict_all(predictor, clips: list[tuple[str, Path]], transcript: str | None, out: TextIO) -> int:
+def predict_all(predictor, clips: list[tuple[str, Path]], transcript: str | None, out: TextIO,
+                max_seconds: float | None = None) -> int:
     """Write one line per clip, flushed as it comes; return how many clips failed."""
     from tqdm import tqdm
 
@@ -73,7 +89,7 @@ def predict_all(predictor, clips: list[tuple[str, Path]], transcript: str | None
     failed = 0
     for clip_id, path in tqdm(clips, desc="predicting", unit="clip", disable=len(clips) < 2 or None):
         try:
-            record = predictor.predict(path, clip_id, transcript_for(path, transcript))
+            record = predictor.predict(path, clip_id, transcript_for(path, transcript), max_seconds=max_seconds)
         except MediaError as err:
             failed += 1
             record = {"id": clip_id, "file": str(path), "error": str(err)}
@@ -104,11 +120,11 @@ def main(argv: list[str] | None = None) -> int:
 
     predictor = Predictor(load_predict_config(args.cfg_path, overrides))
     with _opened(args.output) as out:
-        failed = predict_all(predictor, clips, args.transcript, out)
+        failed = predict_all(predictor, clips, args.transcript, out, args.max_seconds)
     if failed:
         print(f"predict.py: {failed} of {len(clips)} clip(s) failed (error lines written)", file=sys.stderr)
     return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry.run_main("predict.py", main))

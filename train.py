@@ -27,20 +27,15 @@ def main(argv: list[str]) -> int:
     args, overrides = entry.parse(parser, argv)
     from minigpt4.data.run_config import load_config
     from minigpt4.evaluation.explain import explains, held_out_sentence
-    from minigpt4.runtime.output_folder import OutputFolderError
-    from minigpt4.runtime.run_lock import RunLocked
     from minigpt4.training.loop import TrainingInterrupted, fit
 
     cfg = load_config(entry.recipe(args.cfg_path), overrides)
     entry.announce("train.py", args.cfg_path, f"run folder {cfg.run.output_dir}")
     try:
         final = fit(cfg, overwrite=args.overwrite)
-    except (OutputFolderError, RunLocked) as err:
-        print(f"train.py: error: {err}", file=sys.stderr)
-        return 1
     except TrainingInterrupted as err:
         print(f"train.py: {err}", file=sys.stderr)
-        return 143  # 128 + SIGTERM, as if the signal had ended the process
+        return err.exit_status  # 128 + the signal, as if it had ended the process
     print(f"final checkpoint: {final}")
     if explains(cfg) and os.environ.get("RANK", "0") == "0":  # one process speaks after torchrun
         said = held_out_sentence(cfg, final)
@@ -50,4 +45,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(entry.run_main("train.py", main))

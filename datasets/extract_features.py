@@ -9,9 +9,10 @@
 The first form reads a corpus's own media (IEMOCAP utterances are cut from the dialogue video by segment and
 speaker side, their audio read from the per-utterance .wav); the second any .mp4/.avi/.mkv/.wav. Default
 extractors need no download (librosa statistics, Haar face + fer expression network, motion statistics).
-Rerunning resumes: finished clips are skipped. A clip that cannot be decoded, or lacks a modality (silent,
-no face), is listed with its reason. The last line printed is one JSON object: clips, ok, failed, face_found,
-seconds. Train with ``data.feature_store=<output>``; widths come from the store's manifest.
+Rerunning resumes: finished clips are skipped (a rerun listing fewer clips than the store holds is refused
+without --overwrite). A clip that cannot be decoded, is truncated, runs past --max-seconds, or lacks a
+modality (silent, no face), is listed with its reason. The last line printed is one JSON object: clips, ok,
+failed, face_found, seconds. Train with ``data.feature_store=<output>``; widths come from the store's manifest.
 """
 from __future__ import annotations
 
@@ -53,6 +54,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--frames", choices=["first"], default=None, help="also pack each clip's first frame")
     parser.add_argument("--frame-size", type=int, default=None, help="packed frame size N x N")
     parser.add_argument("--overwrite", action="store_true", help="replace a store this tool made at --output")
+    parser.add_argument("--max-seconds", type=float, default=None,
+                        help="refuse clips (or utterance segments) longer than this, listing them as failed with "
+                             "the reason; decoding stops at the limit (default: no limit)")
     args, extra = parser.parse_known_args(argv)
     if any("=" not in a or a.startswith("-") for a in extra):
         parser.error(f"unrecognized arguments: {' '.join(extra)} (corpus options are key=value, e.g. "
@@ -64,10 +68,12 @@ def main(argv: list[str] | None = None) -> dict:
     extractors = build_extractors({**{"text": DEFAULTS["text"]}, **spec})
     jobs = sample_jobs(corpus_samples(args.corpus, args.root, overrides)) if args.corpus else clip_jobs(args.clips)
     summary = extract_store(jobs, args.output, extractors, args.workers, args.frames, args.frame_size,
-                            args.overwrite)
+                            args.overwrite, args.max_seconds)
     print(json.dumps(summary))
     return summary
 
 
 if __name__ == "__main__":
-    main()
+    from minigpt4 import entry
+
+    sys.exit(entry.run_main("extract_features.py", main))

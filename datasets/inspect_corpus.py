@@ -55,4 +55,6 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    from minigpt4 import entry
+
+    sys.exit(entry.run_main("inspect_corpus.py", main))

@@ -8,18 +8,20 @@ otherwise stop with the command that makes one: an untrained model is never eval
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
 import textwrap
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from minigpt4.config import ENV_OVERRIDES, field_doc, split_cli
 from minigpt4.data.run_config import load_config
 from minigpt4.models.checkpoint import WEIGHTS
+from minigpt4.runtime.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_RECIPE = REPO / "train_configs" / "demo.yaml"
@@ -155,3 +157,28 @@ def parse(parser: argparse.ArgumentParser, argv: Sequence[str]) -> tuple[argpars
     """Flags through ``parser``; ``key=value`` overrides returned apart."""
     flags, overrides = split_cli(list(argv))
     return parser.parse_args(flags), overrides
+
+
+USER_OS_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
+"""OS errors about a path the user gave: reported like ``UserError``."""
+
+
+def run_main(program: str, main: Callable[[list[str]], Any], argv: Sequence[str] | None = None) -> int:
+    """Run an entry point's ``main(argv)`` and return its exit status.
+
+    The project's own errors (``UserError``: config, media, corpus, checkpoint, output folder), a path the OS
+    refuses and a full disk print one line ``<program>: error: <file>: <cause>`` and exit 1; any other
+    exception is a bug and keeps its traceback. ``main`` returning a non-int (a summary) means success.
+    """
+    try:
+        result = main(list(sys.argv[1:] if argv is None else argv))
+    except (UserError, *USER_OS_ERRORS) as err:
+        print(f"{program}: error: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:
+        if err.errno != errno.ENOSPC:
+            raise
+        print(f"{program}: error: no space left on device writing {err.filename or 'the output'}; free space "
+              f"there or choose another output folder", file=sys.stderr)
+        return 1
+    return result if isinstance(result, int) else 0

@@ -18,6 +18,20 @@ def face_image(size: int = 160) -> np.ndarray:
     return cv2.resize(data.astronaut()[0:300, 100:400], (size, size), interpolation=cv2.INTER_AREA)
 
 
+def portrait() -> np.ndarray:
+    """A tall (160 x 96) face: sideways it is a wide image whose face a detector does not find."""
+    return cv2.resize(face_image(160), (96, 160), interpolation=cv2.INTER_AREA)
+
+
+def faststart_cut(path: Path) -> Path:
+    """A 13.6 s faststart ``.mp4`` (index first, as web videos) cut at half its bytes: the index still states
+    13.6 s and what remains decodes cleanly, so only comparing durations shows the loss."""
+    whole = write_frames(path.with_name(f"whole-{path.name}"), [portrait()] * 340, audio=sweep(13.6), faststart=True)
+    path.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    whole.unlink()
+    return path
+
+
 def sweep(seconds: float, f0: float = 150.0, f1: float = 300.0, amplitude: float = 0.3) -> np.ndarray:
     t = np.arange(int(seconds * RATE)) / RATE
     phase = 2 * np.pi * (f0 * t + (f1 - f0) * t ** 2 / (2 * seconds))
@@ -47,17 +61,7 @@ def write_clip(path: Path, seconds: float = 2.0, fps: int = 25, face: bool = Tru
         for packet in video.encode():
             out.mux(packet)
         if sound is not None:
-            step = 1024
-            for start in range(0, len(audio), step):
-                chunk = audio[start:start + step]
-                frame = av.AudioFrame.from_ndarray(chunk[None], format="flt", layout="mono")
-                frame.sample_rate = RATE
-                frame.pts = start
-                frame.time_base = Fraction(1, RATE)
-                for packet in sound.encode(frame):
-                    out.mux(packet)
-            for packet in sound.encode():
-                out.mux(packet)
+            _mux_audio(out, sound, audio)
     return path
 
 
@@ -105,3 +109,44 @@ def write_scene_clip(path: Path, width: int, height: int, seconds: float, rng: n
             out.mux(sound.encode(chunk))
         out.mux(sound.encode())
     return path
+
+
+def write_frames(path: Path, frames: list[np.ndarray], fps: int = 25, rotation: int | None = None,
+                 audio: np.ndarray | None = None, faststart: bool = False) -> Path:
+    """An h264 (+ AAC) ``.mp4`` of exactly ``frames``; ``rotation`` sets the display matrix (degrees
+    counterclockwise, as phones store portrait video); ``faststart`` puts the index first, as web videos do."""
+    with av.open(str(path), "w", options={"movflags": "faststart"} if faststart else {}) as out:
+        video = out.add_stream("h264", rate=fps)
+        video.height, video.width = frames[0].shape[:2]
+        video.pix_fmt = "yuv420p"
+        if rotation is not None:
+            video.set_display_rotation(rotation)
+        sound = out.add_stream("aac", rate=RATE, layout="mono") if audio is not None else None
+        for frame in frames:
+            out.mux(video.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")))
+        out.mux(video.encode())
+        if sound is not None:
+            _mux_audio(out, sound, audio)
+    return path
+
+
+def write_audio(path: Path, seconds: float, amplitude: float = 0.3) -> Path:
+    """An audio-only AAC ``.mp4`` (16 kbit/s: 30 minutes fit in about 4 MB) of a repeated 10 s sweep."""
+    with av.open(str(path), "w") as out:
+        sound = out.add_stream("aac", rate=RATE, layout="mono")
+        sound.bit_rate = 16000
+        piece = sweep(min(seconds, 10.0), amplitude=amplitude)
+        _mux_audio(out, sound, piece, repeat=max(1, round(seconds / len(piece) * RATE)))
+    return path
+
+
+def _mux_audio(out, sound, audio: np.ndarray, repeat: int = 1) -> None:
+    pts = 0
+    for _ in range(repeat):
+        for start in range(0, len(audio), 1024):
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(audio[None, start:start + 1024]), format="flt",
+                                               layout="mono")
+            frame.sample_rate, frame.pts, frame.time_base = RATE, pts, Fraction(1, RATE)
+            pts += frame.samples
+            out.mux(sound.encode(frame))
+    out.mux(sound.encode())

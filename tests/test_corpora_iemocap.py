@@ -1,6 +1,7 @@
 """IEMOCAP reader on a miniature raw release written here in the release's own formats."""
 from __future__ import annotations
 
+import os
 import pickle
 from collections import Counter
 from pathlib import Path
@@ -195,3 +196,21 @@ def test_scr_pickle(tmp_path):
     (tmp_path / "bad.pickle").write_bytes(pickle.dumps([{"id": "Ses01F_impro01_F000", "emotion": "zzz"}]))
     with pytest.raises(CorpusError, match="bad.pickle: record 0 \\(Ses01F_impro01_F000\\): unknown emotion 'zzz'"):
         load_corpus(cfg(tmp_path, options={"pickle": "bad.pickle"}), [])
+
+
+def test_scr_pickle_with_a_payload_is_refused_without_running_it(tmp_path):
+    marker = tmp_path / "payload_ran"
+
+    class Payload:
+        def __reduce__(self):
+            return os.system, (f"touch {marker}",)
+
+    records = [{"id": "Ses01F_impro01_F000", "emotion": "neu", "start": np.float64(6.29), "x": Payload()}]
+    (tmp_path / "evil.pickle").write_bytes(pickle.dumps(records))
+    with pytest.raises(CorpusError, match=r"evil.pickle: it names posix.system, which is not plain data; it is not "
+                                          r"unpickled"):
+        load_corpus(cfg(tmp_path, options={"pickle": "evil.pickle"}), [])
+    assert not marker.exists()
+    records[0].pop("x")  # NumPy values (a float64 start) are data and still load
+    (tmp_path / "numpy.pickle").write_bytes(pickle.dumps(records))
+    assert list(by_id(load_corpus(cfg(tmp_path, options={"pickle": "numpy.pickle"}), []))) == ["Ses01F_impro01_F000"]

@@ -116,3 +116,33 @@ def test_bare_train_then_bare_eval_use_the_demo_recipe(tmp_path: Path) -> None:
     assert cfg.model.checkpoint == "runs/demo/final" and cfg.eval.mode == load_config(entry.DEMO_RECIPE).eval.mode
     assert (tmp_path / "runs/demo/eval/metrics.json").is_file()
     assert (tmp_path / "runs/demo/config.yaml").read_text() != (tmp_path / "runs/demo/eval/config.yaml").read_text()
+
+
+@pytest.mark.parametrize("script,args,expected", [
+    ("train.py", ["run.batch_size=0"], "train.py: error: command line: run.batch_size=0: expected at least 1"),
+    ("train.py", ["run.lr=-1"], "train.py: error: command line: run.lr=-1.0: expected a number above 0"),
+    ("train.py", ["run.no_such_key=1"], "train.py: error: command line: bad config key 'run.no_such_key'"),
+    ("datasets/extract_features.py", ["--clips", "PIPE", "--output", "OUT"],
+     "extract_features.py: error: PIPE: is a FIFO (named pipe), not a regular media file"),
+])
+def test_user_errors_are_one_line_without_traceback(script: str, args: list[str], expected: str,
+                                                    tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe.mp4")
+    args = [a.replace("PIPE", str(tmp_path / "pipe.mp4")).replace("OUT", str(tmp_path / "out")) for a in args]
+    proc = run(script, *args, cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    assert expected.replace("PIPE", str(tmp_path / "pipe.mp4")) in proc.stderr.strip().splitlines()[-1]
+
+
+def test_run_main_keeps_the_traceback_of_a_real_bug_and_names_a_full_disk(capsys) -> None:
+    def bug(argv: list[str]) -> int:
+        raise RuntimeError("a bug")
+
+    def disk_full(argv: list[str]) -> int:
+        raise OSError(28, "No space left on device", "/runs/x/state.pt")
+
+    with pytest.raises(RuntimeError, match="a bug"):
+        entry.run_main("x.py", bug, [])
+    assert entry.run_main("x.py", disk_full, []) == 1
+    assert capsys.readouterr().err.startswith("x.py: error: no space left on device writing /runs/x/state.pt")

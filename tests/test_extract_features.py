@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from media_clips import sweep, truncate, write_clip
+from media_clips import faststart_cut, sweep, truncate, write_audio, write_clip
 
 from minigpt4.extract.store import extractors_from_store, read_manifest
 from minigpt4.features.store import PackedFeatureStore
@@ -89,6 +89,33 @@ def test_never_writes_into_a_foreign_or_different_store(clip_dir: Path, tmp_path
     summary = extract_features.main(["--clips", str(clip_dir / "talk0.mp4"), "--output", str(out), "--extractors",
                                      "audio=librosa", "--option", "audio.fmax=400", "--overwrite"])
     assert summary["ok"] == 1 and read_manifest(out)["modalities"]["audio"]["config"]["fmax"] == 400.0
+
+
+def test_over_cap_and_truncated_clips_are_listed_with_their_reason(tmp_path: Path) -> None:
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    write_clip(clips / "short.mp4", seconds=1.5)
+    write_audio(clips / "lecture.mp4", 40.0)
+    faststart_cut(clips / "cut.mp4")
+    summary = extract_features.main(["--clips", str(clips), "--output", str(tmp_path / "store"), "--max-seconds", "30",
+                                     "--extractors", "audio=librosa"])
+    assert summary["ok"] == 1 and set(summary["failed"]) == {"lecture", "cut"}
+    assert "the clip lasts 40.0 s, over the 30 s limit per clip" in summary["failed"]["lecture"]
+    assert "truncated: only" in summary["failed"]["cut"] and "of the 13.6 s" in summary["failed"]["cut"]
+
+
+def test_rerun_with_fewer_clips_is_refused_and_stale_temporaries_go(clip_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "store"
+    both = ["--clips", str(clip_dir / "talk0.mp4"), str(clip_dir / "talk1.mp4"), "--output", str(out),
+            "--extractors", "audio=librosa"]
+    extract_features.main(both)
+    stale = out / "parts" / ".0123abcd.tmp-999999999.npz"  # left by a killed worker (no such pid)
+    stale.write_bytes(b"half a part")
+    with pytest.raises(OutputFolderError, match=r"holds 1 clip\(s\) this run does not list \(talk1\); packing "
+                                                r"would drop them.*--overwrite to make a store of just these 1"):
+        extract_features.main(["--clips", str(clip_dir / "talk0.mp4"), *both[3:]])
+    assert extract_features.main(both)["ok"] == 2 and not stale.exists()
+    assert extract_features.main(["--clips", str(clip_dir / "talk0.mp4"), *both[3:], "--overwrite"])["clips"] == 1
 
 
 @pytest.mark.slow

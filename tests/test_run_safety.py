@@ -110,6 +110,43 @@ def test_sigterm_checkpoints_and_resume_continues(tmp_path: Path, monkeypatch: p
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_ctrl_c_checkpoints_like_sigterm_and_a_second_one_aborts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                                 ) -> None:
+    args = ("run.max_steps=4", "run.save_every=0", "run.batch_size=4")
+    from minigpt4.training.engine import TorchEngine
+
+    original, calls = TorchEngine.step, {"n": 0}
+
+    def ctrl_c_during(steps: tuple[int, ...]):
+        def step(self):
+            calls["n"] += 1
+            if calls["n"] in steps:
+                os.kill(os.getpid(), signal.SIGINT)  # arrives mid-step: the step still completes
+            return original(self)
+        return step
+
+    monkeypatch.setattr(TorchEngine, "step", ctrl_c_during((2,)))
+    with pytest.raises(TrainingInterrupted, match=r"stopped by SIGINT after step 2 of 4.*run\.resume=true") as stop:
+        fit(cfg_for(tmp_path / "a", *args))
+    assert stop.value.exit_status == 130
+    assert [p.name for p in ckpt.step_folders(tmp_path / "a" / "checkpoints")] == ["step_2"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler does not outlive training
+
+    calls["n"] = 0
+    monkeypatch.setattr(TorchEngine, "step", ctrl_c_during((2,)))
+    original_kill = os.kill
+
+    def twice(pid: int, signum: int) -> None:  # two Ctrl-C in the same step
+        original_kill(pid, signum)
+        original_kill(pid, signum)
+
+    monkeypatch.setattr(os, "kill", twice)
+    with pytest.raises(KeyboardInterrupt):
+        fit(cfg_for(tmp_path / "b", *args))
+    monkeypatch.undo()
+    assert ckpt.step_folders(tmp_path / "b" / "checkpoints") == []
+
+
 @pytest.mark.slow
 def test_second_trainer_on_one_folder_fails_naming_the_first(tmp_path: Path) -> None:
     out = tmp_path / "run"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
 import os
 import subprocess
@@ -10,13 +11,16 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile
 from fastapi.testclient import TestClient
-from media_clips import truncate, write_clip
+from media_clips import truncate, write_audio, write_clip
 from serving_helpers import untrained_checkpoint
 
 from minigpt4.extract import decode_clip
 from minigpt4.serving.predictor import (
+    ClientGone,
     Example,
     Predictor,
     example_clips,
@@ -47,7 +51,7 @@ def client(served, tmp_path):
     root, _, clips, predictor = served
     uploads = tmp_path / "uploads"
     app = create_app(predictor, [Example("first.mp4", clips[0], "happy", "I passed!")], max_upload_mb=0.25, upload_dir=uploads)
-    with TestClient(app) as c:
+    with TestClient(app, base_url="http://127.0.0.1") as c:
         c.uploads = uploads
         yield c
     assert not uploads.exists() or not any(uploads.iterdir()), "an upload was left behind"
@@ -148,7 +152,8 @@ def test_eight_concurrent_requests_each_get_their_own_answer(client, served):
 
 def test_health_and_examples(client, served):
     health = client.get("/health").json()
-    assert health["checkpoint"] == str(served[1]) and health["labels"] == ["happy", "sad", "neutral", "angry"]
+    assert health["checkpoint"] == f"{served[1].parent.name}/{served[1].name}"  # not the server's absolute path
+    assert health["labels"] == ["happy", "sad", "neutral", "angry"]
     assert health["modalities"] == ["image", "face", "video", "audio", "text"] and health["mode"] == "score"
     assert health["examples"] == [{"name": "first.mp4", "label": "happy", "transcript": "I passed!"}]
     assert client.get("/examples/first.mp4").content == served[2][0].read_bytes()
@@ -203,6 +208,9 @@ def test_predict_cli_never_overwrites_silently(tmp_path, capsys):
         entry_point("predict").main(["clip.mp4", "--output", str(out)])
     assert stop.value.code == 2 and "--overwrite" in capsys.readouterr().err
     assert out.read_text() == "earlier results\n"
+    with pytest.raises(SystemExit) as stop:  # checked before any model loads, even with --overwrite
+        entry_point("predict").main(["clip.mp4", "--output", str(tmp_path), "--overwrite"])
+    assert stop.value.code == 2 and f"--output {tmp_path} is a folder" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("name", ["app", "predict"])
@@ -242,3 +250,70 @@ def test_generate_mode_from_an_eval_config_parses_the_generated_answer(served):
     assert record["labels"] == list(predictor.label_set.parse(record["answer"]))
     # The same weights and features give the same scores whatever the mode.
     assert record["probabilities"] == served[3].predict(clips[0], transcript="Oh no, not again")["probabilities"]
+
+
+def test_a_non_utf8_transcript_sidecar_is_that_clips_error_line_and_the_rest_go_on(served, tmp_path):
+    _, _, clips, predictor = served
+    for name, clip in (("latin", clips[1]), ("fine", clips[2])):
+        (tmp_path / f"{name}.mp4").write_bytes(clip.read_bytes())
+    (tmp_path / "latin.txt").write_bytes("Ça va très bien".encode("latin-1"))
+    (tmp_path / "fine.txt").write_text("Ça va très bien", encoding="utf-8")
+    out = io.StringIO()
+    failed = entry_point("predict").predict_all(
+        predictor, [("latin", tmp_path / "latin.mp4"), ("fine", tmp_path / "fine.mp4")], None, out)
+    lines = [json.loads(x) for x in out.getvalue().splitlines()]
+    assert failed == 1 and [x["id"] for x in lines] == ["latin", "fine"]
+    assert lines[0]["error"].startswith(f"{tmp_path / 'latin.txt'}: the transcript is not UTF-8 text")
+    assert lines[1]["transcript"] == "Ça va très bien"
+
+
+def test_a_clip_over_the_duration_cap_is_413_naming_the_limit(client, tmp_path):
+    long = write_audio(tmp_path / "talk.mp4", 70.0)
+    assert long.stat().st_size < 0.25 * 2**20  # under the byte cap: only the duration refuses it
+    response = post(client, long)
+    assert response.status_code == 413, response.text
+    assert "talk.mp4: the clip lasts 70.0 s, over the 60 s limit per clip" in response.json()["detail"]
+    assert client.get("/health").json()["max_clip_seconds"] == 60
+
+
+def test_cross_origin_posts_and_foreign_hosts_are_refused(client, served):
+    clip = served[2][0]
+    other = client.post("/predict", files={"clip": ("a.mp4", clip.read_bytes(), "video/mp4")},
+                        headers={"Origin": "http://evil.example"})
+    assert other.status_code == 403 and "cross-origin request from http://evil.example" in other.json()["detail"]
+    same = client.post("/predict", files={"clip": ("a.mp4", clip.read_bytes(), "video/mp4")},
+                       headers={"Origin": "http://127.0.0.1"})
+    assert same.status_code == 200, same.text
+    assert client.get("/health", headers={"Host": "attacker.example"}).status_code == 400  # DNS rebinding
+
+
+def test_a_non_utf8_transcript_is_422_not_read_as_latin1(client, served):
+    clip = served[2][0]
+    response = client.post("/predict", files={"clip": ("a.mp4", clip.read_bytes(), "video/mp4"),
+                                              "transcript": (None, "très bien".encode("latin-1"))})
+    assert response.status_code == 422 and "'transcript' field is not UTF-8 text" in response.json()["detail"]
+    fine = client.post("/predict", files={"clip": ("a.mp4", clip.read_bytes(), "video/mp4"),
+                                          "transcript": (None, "très bien".encode())})
+    assert fine.status_code == 200 and fine.json()["transcript"] == "très bien"
+
+
+def test_a_silent_wav_is_refused_saying_it_is_silent(client, tmp_path):
+    silent = tmp_path / "quiet.wav"
+    soundfile.write(silent, np.zeros(16000, np.float32), 16000)
+    response = post(client, silent)
+    assert response.status_code == 422
+    assert "quiet.wav: the clip provides none of the modalities" in response.json()["detail"]
+    assert "audio: the audio track is silent" in response.json()["detail"]
+
+
+def test_a_client_that_hung_up_is_not_processed(served):
+    _, _, clips, predictor = served
+    asked = []
+
+    def gone() -> bool:
+        asked.append(True)
+        return True
+
+    with pytest.raises(ClientGone, match="hung up"):
+        predictor.predict(clips[0], gone=gone)
+    assert asked == [True]  # checked once, when the clip's turn came: nothing was decoded for it

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import errno
 import os
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from minigpt4.data.pipeline import prepare_data
 from minigpt4.data.run_config import load_config
 from minigpt4.models import checkpoint as ckpt
 from minigpt4.models.build import build_model
+from minigpt4.runtime.errors import CheckpointError
 from minigpt4.training.engine import lr_lambda
 from minigpt4.training.loop import fit
 from minigpt4.training.sampling import WeightedShardSampler
@@ -125,6 +127,16 @@ def test_atomic_write_leaves_no_partial_folder(tiny, tmp_path: Path, monkeypatch
     assert ckpt.load_state(good)["step"] == 1
 
 
+def test_a_full_disk_is_an_os_error_naming_the_file(tiny, tmp_path: Path) -> None:
+    cfg, model, _ = tiny
+    tmp = ckpt.stage(tmp_path / "step_1")
+    (tmp / ckpt.STATE).symlink_to("/dev/full")  # every write there fails with ENOSPC
+    with pytest.raises(OSError) as err:
+        ckpt.write_checkpoint(tmp_path / "step_1", model, cfg, state={"step": 1}, tmp=tmp)
+    assert err.value.errno == errno.ENOSPC and err.value.filename == str(tmp / ckpt.STATE)
+    assert not (tmp_path / "step_1").exists()
+
+
 def test_coverage_error_names_missing_and_unexpected_keys(tiny, tmp_path: Path) -> None:
     _, model, _ = tiny
     state = {k: v.clone() for k, v in model.trainable_state_dict().items()}
@@ -132,11 +144,24 @@ def test_coverage_error_names_missing_and_unexpected_keys(tiny, tmp_path: Path) 
     del state[dropped]
     state["stray.weight"] = torch.zeros(1)
     save_file(state, str(tmp_path / "w.safetensors"))
-    with pytest.raises(KeyError) as err:
+    with pytest.raises(CheckpointError) as err:
         ckpt.load_trainable(model, tmp_path / "w.safetensors")
     assert dropped in str(err.value) and "stray.weight" in str(err.value)
     with pytest.raises(FileNotFoundError, match="model.checkpoint"):
         ckpt.load_trainable(model, tmp_path / "nothing")
+
+
+def test_an_integer_tensor_is_not_loaded_into_a_float_parameter(tiny, tmp_path: Path) -> None:
+    _, model, _ = tiny
+    state = {k: v.clone() for k, v in model.trainable_state_dict().items()}
+    name = next(k for k, v in state.items() if v.is_floating_point())
+    state[name] = torch.ones_like(state[name], dtype=torch.int64)
+    save_file(state, str(tmp_path / "w.safetensors"))
+    before = model.trainable_state_dict()[name].clone()
+    with pytest.raises(CheckpointError, match=rf"w.safetensors: {name} holds torch.int64, the model expects "
+                                              r"torch.float32"):
+        ckpt.load_trainable(model, tmp_path / "w.safetensors")
+    assert torch.equal(model.trainable_state_dict()[name], before)
 
 
 def test_lr_schedule_and_balanced_sampler() -> None:

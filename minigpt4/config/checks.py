@@ -35,10 +35,12 @@ _FRACTIONS = ("run.min_lr_ratio", "data.val_fraction", "model.lora.dropout", "ev
 """Values in [0, 1] (``None`` allowed where the schema allows it)."""
 
 
-def check_ranges(cfg: Config, source: str) -> None:
-    """Numeric keys out of range fail at load, naming the key, not later as an unrelated error."""
+def check_ranges(cfg: Config, source: str, cli_keys: frozenset[str] = frozenset()) -> None:
+    """Numeric keys out of range fail at load, naming the key and where its value came from (the command line
+    for ``cli_keys``, else ``source``), not later as an unrelated error."""
     def bad(key: str, expected: str) -> ConfigError:
-        return ConfigError(f"{source}: {key}={OmegaConf.select(cfg, key)!r}: expected {expected}")
+        where = "command line" if key in cli_keys else source
+        return ConfigError(f"{where}: {key}={OmegaConf.select(cfg, key)!r}: expected {expected}")
 
     for key, lowest in _AT_LEAST.items():
         if OmegaConf.select(cfg, key) < lowest:
@@ -56,10 +58,10 @@ def check_ranges(cfg: Config, source: str) -> None:
                 raise bad(f"model.features.{name}.{field_name}", "at least 1")
 
 
-def check_config(cfg: Config, source: str) -> None:
+def check_config(cfg: Config, source: str, cli_keys: frozenset[str] = frozenset()) -> None:
     """Checks the schema cannot express (its enums already hold every closed choice): numeric ranges and
-    the modalities that sections name and must agree on."""
-    check_ranges(cfg, source)
+    the modalities that sections name and must agree on. ``cli_keys``: keys set on the command line."""
+    check_ranges(cfg, source, cli_keys)
     known = registry.MODALITIES
     for name in cfg.data.modalities:
         if name not in known:

@@ -14,6 +14,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from minigpt4.config.checks import check_config, require_complete
 from minigpt4.config.schema import Config, ConfigError, field_type
+from minigpt4.runtime.run_folder import flatten
 
 PRESETS = Path(__file__).resolve().parent / "presets"
 """Named presets, one YAML file each: ``presets/<kind>/<name>.yaml``."""
@@ -39,7 +40,8 @@ def _merge(base: DictConfig, other: Any, source: str) -> DictConfig:
         if isinstance(kind, type) and issubclass(kind, Enum):
             value = OmegaConf.select(OmegaConf.create(other), key, default=None)
             raise ConfigError(f"{source}: {key}={value!r} is not one of {', '.join(kind)}") from None
-        raise ConfigError(f"{source}: bad config key {key!r}: {err.msg if hasattr(err, 'msg') else err}") from None
+        why = str(err.msg if hasattr(err, "msg") else err).splitlines()[0]  # OmegaConf appends its own context
+        raise ConfigError(f"{source}: bad config key {key!r}: {why}") from None
 
 
 def read_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
@@ -84,7 +86,7 @@ def read_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     source = str(path) if path else "config"
     if not allow_missing:
         require_complete(cfg, source)
-    check_config(cfg, source)
+    check_config(cfg, source, frozenset(flatten(OmegaConf.to_container(cli_cfg))))
     return cfg
 
 

@@ -17,9 +17,10 @@ from enum import StrEnum
 from typing import Any, Optional
 
 from minigpt4 import modalities as registry
+from minigpt4.runtime.errors import UserError
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A configuration problem, with the file and key it came from."""
 
 

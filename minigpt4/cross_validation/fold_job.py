@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except TrainingInterrupted as err:
         print(f"fold_job: {err}", file=sys.stderr)
-        return 143  # 128 + SIGTERM, as train.py: the checkpoint it wrote is resumed by the next run
+        return err.exit_status  # 128 + the signal, as train.py: the checkpoint it wrote is resumed by the next run
     return 0
 
 

@@ -46,6 +46,7 @@ from minigpt4.data.splits import select_splits
 from minigpt4.evaluation.report import mean_std, summarize_folds, write_table
 from minigpt4.runtime import run_folder, run_lock
 from minigpt4.runtime.output_folder import fingerprint
+from minigpt4.runtime.errors import UserError
 
 RUN_FILE = "cross_run.json"
 BASE_CONFIG = "base_config.yaml"
@@ -62,7 +63,7 @@ STUDIES = {"ablation": "ablations", "prompts": "prompts"}
 """Study table name (``<name>.json`` written by eval_emotion.py) -> the option that requests it."""
 
 
-class CrossValidationError(RuntimeError):
+class CrossValidationError(UserError, RuntimeError):
     """A cross-validation run cannot start or continue; the message says why and what to do."""
 
 

@@ -22,12 +22,13 @@ from tqdm import tqdm
 
 from minigpt4.data.samples import Sample
 from minigpt4.features.store import FRAMES_FORMAT
+from minigpt4.runtime.errors import UserError
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
 
-class FrameError(ValueError):
+class FrameError(UserError, ValueError):
     """A frame that cannot be read; the message names the sample and the file."""
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -20,14 +20,16 @@ from tqdm import tqdm
 
 from minigpt4 import modalities
 from minigpt4.extract.base import ClipInputs, Extractor, extract_clip, extract_inputs
-from minigpt4.extract.media import MEDIA_SUFFIXES, SAMPLE_RATE, DecodedClip, MediaError
+from minigpt4.extract.media import MEDIA_SUFFIXES, SAMPLE_RATE, DecodedClip, MediaError, require_regular_file
 from minigpt4.extract.registry import build_extractors
 from minigpt4.extract.store import (
     MANIFEST,
     PartInfo,
     manifest,
     pack,
+    packed_ids,
     part_path,
+    remove_stale_parts,
     write_part,
 )
 from minigpt4.extract.threads import single_thread
@@ -54,10 +56,9 @@ def clip_jobs(inputs: Sequence[str | Path]) -> list[Job]:
         if item.is_dir():
             files = sorted(p for p in item.rglob("*") if p.suffix.lower() in MEDIA_SUFFIXES and p.is_file())
             pairs = [(p.relative_to(item).with_suffix("").as_posix(), p) for p in files]
-        elif item.is_file():
-            pairs = [(item.stem, item)]
         else:
-            raise FileNotFoundError(f"--clips {item}: no such file or folder")
+            require_regular_file(item)  # a FIFO or device is named as such, a missing file as not found
+            pairs = [(item.stem, item)]
         if not pairs:
             raise FileNotFoundError(f"--clips {item}: no media files ({', '.join(MEDIA_SUFFIXES)})")
         for clip_id, path in pairs:
@@ -103,10 +104,12 @@ def warm_up(extractors: Mapping[str, Extractor]) -> None:
 
 
 def extract_store(jobs: Sequence[Job], output: str | Path, extractors: Mapping[str, Extractor], workers: int = 1,
-                  frames: str | None = None, frame_size: int | None = None, overwrite: bool = False
-                  ) -> dict[str, Any]:
+                  frames: str | None = None, frame_size: int | None = None, overwrite: bool = False,
+                  max_seconds: float | None = None) -> dict[str, Any]:
     """Extract ``jobs`` into ``output`` (resuming a store this tool started there) and pack it.
 
+    A clip longer than ``max_seconds`` is not decoded past the limit and is listed as failed with that reason.
+    A store holding clips that ``jobs`` does not list is refused unless ``overwrite``: packing would drop them.
     Returns the summary: clips, ok, failed (id -> reason), face_found, seconds.
     """
     start = time.perf_counter()
@@ -121,8 +124,16 @@ def extract_store(jobs: Sequence[Job], output: str | Path, extractors: Mapping[s
         raise OutputFolderError(f"{output} holds a store extracted with other extractors or settings "
                                 f"(see {output / MANIFEST}); rerun with --overwrite to replace it, or choose "
                                 "another --output")
+    dropped = sorted(packed_ids(output) - {j.clip_id for j in jobs})
+    if dropped:
+        shown = ", ".join(dropped[:5]) + (", ..." if len(dropped) > 5 else "")
+        raise OutputFolderError(f"{output} holds {len(dropped)} clip(s) this run does not list ({shown}); packing "
+                                f"would drop them: list them too, or rerun with --overwrite to make a store of just "
+                                f"these {len(jobs)} clip(s)")
     (output / MANIFEST).write_text(json.dumps(info, indent=1) + "\n")
-    todo = [j for j in jobs if not part_path(output, j.clip_id).is_file()]
+    remove_stale_parts(output)
+    todo = [replace(j, decode={**j.decode, "max_seconds": max_seconds}) if max_seconds else j
+            for j in jobs if not part_path(output, j.clip_id).is_file()]
     bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="extracting", unit="clip")
     if workers <= 1:
         _init(spec, str(output), frame_size)

@@ -107,6 +107,36 @@ def read_part(path: Path) -> tuple[PartInfo, dict[str, np.ndarray], np.ndarray |
     return PartInfo(meta["id"], meta["failures"], meta["face_found"]), features, frame
 
 
+def remove_stale_parts(store: Path) -> list[Path]:
+    """Delete part files a killed run left half-written (``.<hash>.tmp-<pid>.npz`` of a process that is gone);
+    a running extraction's own temporaries are kept. Returns what was removed."""
+    stale = [p for p in (store / PARTS).glob(".*.tmp-*.npz") if not _running(int(p.stem.rsplit("-", 1)[1]))]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def packed_ids(store: Path) -> set[str]:
+    """Clip ids an earlier pack of ``store`` holds: rows of any modality, plus clips recorded as failed."""
+    ids: set[str] = set()
+    if (store / INDEX_FILE).is_file():
+        for entry in json.loads((store / INDEX_FILE).read_text()).get("modalities", {}).values():
+            ids |= set(entry["ids"])
+    if (store / FAILURES).is_file():
+        ids |= set(json.loads((store / FAILURES).read_text()))
+    return ids
+
+
 def _replace(path: Path, write) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}{path.suffix}")
     write(tmp)

@@ -20,13 +20,15 @@ from typing import Iterable, Mapping, Protocol, Sequence, runtime_checkable
 import numpy as np
 from tqdm import tqdm
 
+from minigpt4.runtime.errors import UserError
+
 STORE_FORMAT = "emotion-llama-features-v1"
 INDEX_FILE = "index.json"
 FRAMES_FORMAT = "emotion-llama-frames-v1"
 """Format tag of packed frames (``frames-<which>.npy`` + index), written by extraction and ``pack_frames``."""
 
 
-class FeatureError(ValueError):
+class FeatureError(UserError, ValueError):
     """A feature file or store entry that is missing or not what the configuration expects."""
 
 

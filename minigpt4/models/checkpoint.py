@@ -5,7 +5,8 @@ Layout of one folder::
     trainable.safetensors   projectors + LoRA adapters (``EmotionLLaMA.trainable_state_dict``)
     config.yaml             the resolved run config
     tokenizer/              the packaged tiny tokenizer (absent when the config names a fixed tokenizer path)
-    state.pt                optimizer, scheduler, step, epoch, position in the epoch, RNG states (resume only)
+    state.pt                optimizer, scheduler, step, epoch, position in the epoch, RNG states (resume only),
+                            tensors and plain values only: read with ``weights_only=True``, so no code runs
     deepspeed/              the DeepSpeed engine's own checkpoint (resume of DeepSpeed runs only)
 
 A folder is written under a temporary name and renamed into place, so a crash never leaves a folder that
@@ -13,21 +14,25 @@ looks complete but is not: readers only ever see a finished checkpoint or none.
 """
 from __future__ import annotations
 
+import io
 import os
 import random
 import re
 import shutil
 from pathlib import Path
+from pickle import UnpicklingError
 from typing import Any
 
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as save_safetensors
 
 from minigpt4.config import ConfigError, LLMConfig, ModelConfig, save_config
 from minigpt4.models.model import EmotionLLaMA
+from minigpt4.runtime.errors import CheckpointError
 from minigpt4.runtime.run_folder import flatten
 
 WEIGHTS = "trainable.safetensors"
@@ -66,14 +71,26 @@ def write_checkpoint(folder: str | Path, model: EmotionLLaMA, cfg: DictConfig, s
     folder = Path(folder)
     tmp = tmp or stage(folder)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.trainable_state_dict().items()}
-    save_file(tensors, str(tmp / WEIGHTS))
+    # Serialised in memory and written by Python: a full disk is then OSError(ENOSPC) naming the file, where
+    # torch.save says "basic_ios::clear: iostream error" and safetensors names no file.
+    write_bytes(tmp / WEIGHTS, save_safetensors(tensors))
     save_config(cfg, tmp / CONFIG)
     if tokenizer_is_packaged(cfg.model.llm):
         model.tokenizer.save_pretrained(str(tmp / TOKENIZER))
     if state is not None:
-        torch.save(state, tmp / STATE)
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        write_bytes(tmp / STATE, buffer.getvalue())
     publish(tmp, folder)
     return folder
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    """``path.write_bytes`` whose ``OSError`` (a full disk above all) names the file."""
+    try:
+        path.write_bytes(data)
+    except OSError as err:
+        raise OSError(err.errno, err.strerror, str(path)) from None
 
 
 def export_final(src: str | Path, dst: str | Path) -> Path:
@@ -153,16 +170,28 @@ def check_model_config(model_cfg: ModelConfig, path: str | Path) -> None:
 
 
 def load_state(folder: str | Path) -> dict[str, Any]:
-    """The resume state of a checkpoint folder (written by training, not part of ``final/``)."""
+    """The resume state of a checkpoint folder (written by training, not part of ``final/``).
+
+    Run folders are shared and copied from clusters, so the file is read with ``weights_only=True``: a pickled
+    object (which could run code) is refused, naming the file, instead of being executed.
+    """
     file = Path(folder) / STATE
     if not file.is_file():
         raise FileNotFoundError(f"{file} not found: {folder} is not a resumable checkpoint (run.resume)")
-    return torch.load(file, map_location="cpu", weights_only=False)
+    try:
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except UnpicklingError as err:
+        refused = str(err).split("WeightsUnpickler error: ")[-1].split("\n")[0]
+        raise CheckpointError(f"{file}: holds more than tensors and plain values ({refused}); it is not unpickled, "
+                              f"as that could run code from the file. Resume state written before resume files "
+                              f"became weights-only cannot be resumed: restart the run, or delete {folder}") from None
 
 
 def rng_state() -> dict[str, Any]:
-    """Python, NumPy and torch (CPU and current CUDA device) generator states."""
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Python, NumPy and torch (CPU and current CUDA device) generator states, as tensors and plain values."""
+    numpy_state = np.random.get_state(legacy=False)
+    numpy_state["state"]["key"] = torch.from_numpy(numpy_state["state"]["key"].astype(np.int64))
+    state = {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state()
     return state
@@ -170,7 +199,9 @@ def rng_state() -> dict[str, Any]:
 
 def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    numpy_state = {**state["numpy"], "state": {**state["numpy"]["state"]}}
+    numpy_state["state"]["key"] = numpy_state["state"]["key"].numpy().astype(np.uint32)
+    np.random.set_state(numpy_state)
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state(state["cuda"])

@@ -27,6 +27,7 @@ from minigpt4.models.classifier import ClassifierHead
 from minigpt4.models.projectors import FeatureNorm, make_projector
 from minigpt4.models.text_encoder import TextEncoder
 from minigpt4.models.vision import FrameEncoder
+from minigpt4.runtime.errors import CheckpointError
 
 
 class SlotCountError(ValueError):
@@ -228,19 +229,23 @@ class EmotionLLaMA(nn.Module):
         missing = sorted(expected - set(state))
         stray = sorted(set(state) - expected)
         if missing or stray:
-            raise KeyError(f"{source}: trainable weights do not match the model; missing: {missing or 'none'}; "
-                           f"unexpected: {stray or 'none'}")
+            raise CheckpointError(f"{source}: trainable weights do not match the model; missing: "
+                                  f"{missing or 'none'}; unexpected: {stray or 'none'}")
         self.copy_parameters(state, source)
 
     def copy_parameters(self, state: Mapping[str, torch.Tensor], source: str) -> None:
         """Copy named tensors into parameters and buffers (feature statistics, head thresholds), checking every
-        shape (coverage is the caller's check)."""
+        shape and kind of dtype (coverage is the caller's check): ``copy_`` would silently turn integers into
+        weights, or truncate floats into an integer buffer."""
         params = {**dict(self.named_parameters()), **dict(self.named_buffers())}
         with torch.no_grad():
             for name, value in state.items():
                 if params[name].shape != value.shape:
-                    raise ValueError(f"{source}: {name} has shape {tuple(value.shape)}, the model expects "
-                                     f"{tuple(params[name].shape)}")
+                    raise CheckpointError(f"{source}: {name} has shape {tuple(value.shape)}, the model expects "
+                                          f"{tuple(params[name].shape)}")
+                if params[name].is_floating_point() != value.is_floating_point() or value.dtype == torch.bool:
+                    raise CheckpointError(f"{source}: {name} holds {value.dtype}, the model expects "
+                                          f"{params[name].dtype} (a tensor of another kind: wrong file or key?)")
                 params[name].copy_(value)
 
     def trainable_summary(self) -> str:

@@ -12,10 +12,12 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from minigpt4.runtime.errors import UserError
+
 MARKER = "created_by.json"
 
 
-class OutputFolderError(RuntimeError):
+class OutputFolderError(UserError, RuntimeError):
     """The folder holds something this tool did not write, or a result it must not replace unasked."""
 
 

@@ -12,11 +12,13 @@ import os
 import socket
 from pathlib import Path
 
+from minigpt4.runtime.errors import UserError
+
 log = logging.getLogger(__name__)
 LOCK_FILE = "run.lock"
 
 
-class RunLocked(RuntimeError):
+class RunLocked(UserError, RuntimeError):
     """Another live process holds the run folder's lock; the message names it."""
 
 

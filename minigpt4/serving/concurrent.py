@@ -16,14 +16,14 @@ import threading
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 
 from minigpt4.extract.base import ClipFeatures, extract_clip
 from minigpt4.extract.registry import build_extractors
 from minigpt4.extract.run import warm_up
 from minigpt4.extract.threads import single_thread
-from minigpt4.serving.predictor import Predictor, Request
+from minigpt4.serving.predictor import Predictor, Request, check_client
 
 _WORKER: dict[str, Any] = {}
 
@@ -34,8 +34,8 @@ def _init(spec: Mapping[str, Any]) -> None:
     warm_up(_WORKER["extractors"])
 
 
-def _extract(path: str, transcript: str | None) -> ClipFeatures:
-    return extract_clip(path, _WORKER["extractors"], transcript)
+def _extract(path: str, transcript: str | None, max_seconds: float | None) -> ClipFeatures:
+    return extract_clip(path, _WORKER["extractors"], transcript, max_seconds=max_seconds)
 
 
 def _ready() -> bool:
@@ -53,9 +53,9 @@ class ExtractionPool:
         for future in [self.pool.submit(_ready) for _ in range(workers)]:
             future.result()  # start-up (imports, model loads) is paid here, not by the first requests
 
-    def extract(self, path: str | Path, transcript: str | None) -> ClipFeatures:
-        """Raises the worker's ``MediaError`` for a clip that cannot be decoded."""
-        return self.pool.submit(_extract, str(path), transcript).result()
+    def extract(self, path: str | Path, transcript: str | None, max_seconds: float | None = None) -> ClipFeatures:
+        """Raises the worker's ``MediaError`` for a clip that cannot be decoded (or is over ``max_seconds``)."""
+        return self.pool.submit(_extract, str(path), transcript, max_seconds).result()
 
     def close(self) -> None:
         self.pool.shutdown(cancel_futures=True)
@@ -125,10 +125,13 @@ class ConcurrentPredictor:
                 "max_batch": self.batcher.max_batch}
 
     def predict(self, path: str | Path, clip_id: str | None = None, transcript: str | None = None,
-                visuals: bool = False) -> dict[str, Any]:
+                visuals: bool = False, max_seconds: float | None = None,
+                gone: Callable[[], bool] | None = None) -> dict[str, Any]:
         """As ``Predictor.predict``: extraction in a worker, then the model in the next batch."""
         start = time.perf_counter()
-        request = self.predictor.request(path, clip_id, transcript, self.extraction.extract)
+        check_client(gone)
+        request = self.predictor.request(path, clip_id, transcript, self.extraction.extract, max_seconds)
+        check_client(gone)
         result = self.batcher.run(request)
         return self.predictor.record(request, result, time.perf_counter() - start, visuals)
 

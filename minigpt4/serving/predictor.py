@@ -57,6 +57,10 @@ WAVEFORM_POINTS = 240
 __all__ = ["Example", "MediaError", "Predictor", "example_clips", "load_predict_config", "with_checkpoint"]
 
 
+class ClientGone(Exception):
+    """The client that asked for a prediction hung up before its turn: its clip is not processed."""
+
+
 @dataclass(frozen=True)
 class Example:
     """A clip the page offers: its name (what clients ask for), the server's file, the true label and the
@@ -214,7 +218,8 @@ class Predictor:
 
     def health(self) -> dict[str, Any]:
         """What the server answers on ``GET /health``."""
-        return {"status": "ok", "checkpoint": str(self.cfg.model.checkpoint), "corpus": self.cfg.data.corpus,
+        return {"status": "ok", "checkpoint": checkpoint_name(self.cfg.model.checkpoint),
+                "corpus": self.cfg.data.corpus,
                 "labels": list(self.label_set.labels), "modalities": list(self.cfg.data.modalities),
                 "tasks": list(self.cfg.data.tasks), "mode": self.cfg.eval.mode,
                 "extractors": {m: e.name for m, e in self.extractors.items()}}
@@ -225,7 +230,9 @@ class Predictor:
         used = [m for m in self.cfg.data.modalities
                 if (clip.frame is not None if m == "image" else m in clip.features)]
         if not used:
-            raise MediaError(f"{where}: the clip provides none of the modalities {list(self.cfg.data.modalities)}")
+            why = "; ".join(f"{m}: {reason.replace(where + ': ', '')}" for m, reason in clip.failures.items())
+            raise MediaError(f"{where}: the clip provides none of the modalities {list(self.cfg.data.modalities)}"
+                             + (f" ({why})" if why else ""))
         return used
 
     def extractor_spec(self) -> dict[str, dict[str, Any]]:
@@ -233,18 +240,20 @@ class Predictor:
         return {m: {"extractor": e.name, **e.config} for m, e in self.extractors.items()}
 
     def request(self, path: str | Path, clip_id: str | None = None, transcript: str | None = None,
-                extract: Callable[[str | Path, str | None], ClipFeatures] | None = None) -> Request:
+                extract: Callable[[str | Path, str | None, float | None], ClipFeatures] | None = None,
+                max_seconds: float | None = None) -> Request:
         """Extract one clip (with ``extract``, e.g. a worker pool's, else here) into a ``Request``.
 
-        Raises ``MediaError`` for a clip that cannot be decoded or provides none of the modalities.
+        Raises ``MediaError`` for a clip that cannot be decoded (``ClipTooLong`` past ``max_seconds``, which
+        bounds the time and memory one clip takes) or provides none of the modalities.
         """
         path = Path(path)
         transcript = (transcript or "").strip() or None
-        clip = (extract or self._extract_here)(path, transcript)
+        clip = (extract or self._extract_here)(path, transcript, max_seconds)
         return Request(clip_id or path.stem, str(path), clip, transcript, tuple(self.used_modalities(clip, str(path))))
 
-    def _extract_here(self, path: str | Path, transcript: str | None) -> ClipFeatures:
-        return extract_clip(path, self.extractors, transcript)
+    def _extract_here(self, path: str | Path, transcript: str | None, max_seconds: float | None) -> ClipFeatures:
+        return extract_clip(path, self.extractors, transcript, max_seconds=max_seconds)
 
     def _dataset(self, requests: list[Request]) -> EmotionDataset:
         """Requests of one group as an ``EmotionDataset`` (``emotion`` task, the modalities they provide).
@@ -310,14 +319,35 @@ class Predictor:
         return record
 
     def predict(self, path: str | Path, clip_id: str | None = None, transcript: str | None = None,
-                visuals: bool = False) -> dict[str, Any]:
-        """One clip -> the prediction record, extracted here; one clip at a time (``serving.concurrent``
-        serves many). Raises ``MediaError`` for a clip that cannot be decoded."""
+                visuals: bool = False, max_seconds: float | None = None,
+                gone: Callable[[], bool] | None = None) -> dict[str, Any]:
+        """One clip -> the prediction record (``predict.py``'s JSON line, ``POST /predict``'s body), extracted
+        here, one clip at a time (``serving.concurrent`` serves many).
+
+        Raises ``MediaError`` for a clip that cannot be decoded (``ClipTooLong`` past ``max_seconds``).
+        ``visuals`` adds what the page draws. ``gone`` says the client hung up: checked when the clip's turn
+        comes and again before the model runs (``ClientGone``), so nobody waits on abandoned work.
+        """
         with self._lock:
             start = time.perf_counter()
-            request = self.request(path, clip_id, transcript)
+            check_client(gone)
+            request = self.request(path, clip_id, transcript, max_seconds=max_seconds)
+            check_client(gone)
             (result,) = self.run_requests([request])
             return self.record(request, result, time.perf_counter() - start, visuals)
+
+
+def check_client(gone: Callable[[], bool] | None) -> None:
+    """Raise ``ClientGone`` when ``gone`` says the client hung up."""
+    if gone is not None and gone():
+        raise ClientGone("the client hung up; its clip was dropped")
+
+
+def checkpoint_name(checkpoint: str | Path) -> str:
+    """The checkpoint as ``/health`` shows it: relative to the working folder, else its last two parts (the
+    server's absolute paths are not for clients)."""
+    shown = Path(entry.shown(checkpoint))
+    return str(Path(*shown.parts[-2:]) if shown.is_absolute() else shown)
 
 
 def with_checkpoint(program: str, cfg_path: str | Path | None, overrides: Sequence[str]) -> tuple[list[str], str]:

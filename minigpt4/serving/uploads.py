@@ -12,13 +12,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
+from minigpt4.runtime.errors import UserError
+
 CHUNK = 1 << 20
 SNIFF_BYTES = 16
 CONTAINERS = "MP4/MOV, AVI, Matroska/WebM, WAV, FLAC"
 """What :func:`sniff_suffix` recognises: the containers ``minigpt4.extract.decode_clip`` reads."""
 
 
-class UnsupportedMedia(ValueError):
+class UnsupportedMedia(UserError, ValueError):
     """The upload is not a container we can decode (HTTP 415)."""
 
 

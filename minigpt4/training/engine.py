@@ -12,6 +12,7 @@ import json
 import logging
 import math
 from pathlib import Path
+from pickle import UnpicklingError
 from typing import Any, Mapping
 
 import torch
@@ -23,6 +24,7 @@ from minigpt4.config import ConfigError, DataConfig, RunConfig
 from minigpt4.data.dataset import present_slots
 from minigpt4.models.model import EmotionLLaMA
 from minigpt4.runtime import dist
+from minigpt4.runtime.errors import CheckpointError
 
 log = logging.getLogger(__name__)
 AUTOCAST = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -156,7 +158,26 @@ class DeepSpeedEngine:
         return {}
 
     def load(self, folder: Path, state: Mapping[str, Any]) -> None:
-        self.engine.load_checkpoint(str(folder), tag=DEEPSPEED_TAG, load_module_strict=False)
+        """DeepSpeed's own reader unpickles anything (``weights_only=False``); here its files are read
+        weights-only, trusting just the few DeepSpeed classes its ZeRO checkpoints hold."""
+        from deepspeed.runtime.fp16.loss_scaler import DynamicLossScaler, LossScaler  # optional engine (above)
+        from deepspeed.runtime.zero.config import ZeroStageEnum
+        from deepspeed.utils.tensor_fragment import fragment_address
+
+        trusted = [LossScaler, DynamicLossScaler, ZeroStageEnum, fragment_address]
+
+        def weights_only(path: str, map_location: Any = None) -> Any:
+            with torch.serialization.safe_globals(trusted):
+                return torch.load(path, map_location=map_location, weights_only=True)
+
+        self.engine.checkpoint_engine.load = weights_only
+        try:
+            self.engine.load_checkpoint(str(folder), tag=DEEPSPEED_TAG, load_module_strict=False)
+        except UnpicklingError as err:
+            refused = str(err).split("WeightsUnpickler error: ")[-1].split("\n")[0]
+            raise CheckpointError(f"{folder / DEEPSPEED_TAG}: holds more than tensors, plain values and DeepSpeed's "
+                                  f"own state classes ({refused}); it is not unpickled, as that could run code "
+                                  "from the file") from None
 
 
 def deepspeed_config(run: RunConfig) -> dict[str, Any]:

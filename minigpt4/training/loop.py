@@ -24,6 +24,7 @@ from __future__ import annotations
 import itertools
 import logging
 import random
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -46,7 +47,7 @@ from minigpt4.models.model import EmotionLLaMA
 from minigpt4.runtime import dist, run_folder
 from minigpt4.runtime.run_lock import RunLock
 from minigpt4.training.engine import Engine, make_engine
-from minigpt4.training.monitor import MetricsLog, StopOnSigterm, Throughput
+from minigpt4.training.monitor import MetricsLog, StopOnSignal, Throughput
 from minigpt4.training.sampling import epoch_loader, make_sampler
 from minigpt4.training.validation import Progress, choose_score_decision, run_validation
 
@@ -54,7 +55,12 @@ log = logging.getLogger(__name__)
 
 
 class TrainingInterrupted(RuntimeError):
-    """SIGTERM stopped the run after a step; a checkpoint to resume from was written."""
+    """SIGTERM or Ctrl-C stopped the run after a step; a checkpoint to resume from was written.
+    ``exit_status``: 128 + the signal, as if it had ended the process (130 Ctrl-C, 143 SIGTERM)."""
+
+    def __init__(self, message: str, exit_status: int = 143) -> None:
+        super().__init__(message)
+        self.exit_status = exit_status
 
 
 def seed_everything(seed: int) -> None:
@@ -97,14 +103,14 @@ def fit(cfg: DictConfig, overwrite: bool = False) -> Path:
         if refused is not None:
             raise refused
         dist.setup_logging(out / "train.log", info.is_main)
-        with StopOnSigterm() as stop:
+        with StopOnSignal() as stop:
             return _fit(cfg, info, out, stop)
     finally:
         lock.release()
         dist.cleanup()
 
 
-def _fit(cfg: DictConfig, info: dist.DistInfo, out: Path, stop: StopOnSigterm) -> Path:
+def _fit(cfg: DictConfig, info: dist.DistInfo, out: Path, stop: StopOnSignal) -> Path:
     run = cfg.run
     if info.is_main:
         save_config(cfg, out / "config.yaml")
@@ -138,9 +144,10 @@ def _fit(cfg: DictConfig, info: dist.DistInfo, out: Path, stop: StopOnSigterm) -
         if stopping or last or improved or (run.save_every and step % run.save_every == 0):
             save_checkpoint(ckpt_dir / f"step_{step}", data, cfg, info, engine, progress)
         if stopping:
-            log.warning("stopped by SIGTERM after step %d; checkpoint %s", step, ckpt_dir / f"step_{step}")
-            raise TrainingInterrupted(f"stopped by SIGTERM after step {step} of {data.total_steps}: checkpoint "
-                                      f"{ckpt_dir / f'step_{step}'}; rerun with run.resume=true to continue")
+            log.warning("stopped by %s after step %d; checkpoint %s", stop.name, step, ckpt_dir / f"step_{step}")
+            raise TrainingInterrupted(f"stopped by {stop.name} after step {step} of {data.total_steps}: checkpoint "
+                                      f"{ckpt_dir / f'step_{step}'}; rerun with run.resume=true to continue",
+                                      128 + int(stop.received or signal.SIGTERM))
     bar.close()
     if metrics_log is not None:
         metrics_log.close()

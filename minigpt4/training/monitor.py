@@ -71,32 +71,45 @@ class Throughput:
         return values
 
 
-class StopOnSigterm:
-    """SIGTERM (SLURM, ``timeout``, a stopped ``cross_train.py``) asks the loop to stop after the current step.
+class StopOnSignal:
+    """SIGTERM (SLURM, ``timeout``, a stopped ``cross_train.py``) or Ctrl-C (SIGINT, sent to the whole process
+    group: every trainer of ``cross_train.py`` too) asks the loop to stop after the current step, with a
+    checkpoint. A second Ctrl-C aborts at once (``KeyboardInterrupt``, no checkpoint).
 
     Every rank is asked the same question each step, so all of them stop (and checkpoint) at the same step.
     """
 
-    def __init__(self) -> None:
-        self.received = False
-        self._previous: Any = None
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
-    def __enter__(self) -> StopOnSigterm:
+    def __init__(self) -> None:
+        self.received: signal.Signals | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopOnSignal:
         if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
+            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
 
     def _handle(self, signum: int, frame: object) -> None:
-        self.received = True
-        log.warning("SIGTERM received: stopping after the current step with a checkpoint")
+        if signum == signal.SIGINT and self.received == signal.SIGINT:
+            raise KeyboardInterrupt("second Ctrl-C: aborted without a checkpoint")
+        self.received = self.received or signal.Signals(signum)
+        again = "; Ctrl-C again aborts at once, without one" if signum == signal.SIGINT else ""
+        log.warning("%s received: stopping after the current step with a checkpoint%s", signal.Signals(signum).name,
+                    again)
+
+    @property
+    def name(self) -> str:
+        """The signal that asked to stop (a rank asked by another rank's signal says so)."""
+        return self.received.name if self.received else "a signal to another process"
 
     def requested(self, info: dist.DistInfo) -> bool:
         if not info.distributed:
             return self.received
-        flag = torch.tensor([int(self.received)], device=info.device)
+        flag = torch.tensor([int(self.received is not None)], device=info.device)
         tdist.all_reduce(flag, op=tdist.ReduceOp.MAX)
         return bool(flag.item())

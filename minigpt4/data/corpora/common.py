@@ -10,9 +10,10 @@ from omegaconf import OmegaConf
 from minigpt4.config import DataConfig
 from minigpt4.data.labels import LabelSet
 from minigpt4.data.samples import Sample
+from minigpt4.runtime.errors import UserError
 
 
-class CorpusError(ValueError):
+class CorpusError(UserError, ValueError):
     """Bad corpus input: the message names the file, the line or sample, and what was expected."""
 
 @dataclass

@@ -246,9 +246,24 @@ def _speaker(utterance_id: str) -> str:
     return utterance_id.rsplit("_", 1)[-1][:1]
 
 
+class _DataOnly(pickle.Unpickler):
+    """An unpickler that builds containers, strings, numbers and NumPy arrays, and refuses every other global
+    (a function or class a payload would call)."""
+
+    ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "_reconstruct"),
+               ("numpy._core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "scalar"),
+               ("numpy._core.multiarray", "scalar"), ("_codecs", "encode"), ("collections", "OrderedDict")}
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"it names {module}.{name}, which is not plain data")
+        return super().find_class(module, name)
+
+
 def read_scr_pickle(path: Path, root: Path, data_cfg: DataConfig, opts: dict, setup: str) -> ReadResult:
     """Emotion-llama-scratch ``data_collected*.pickle``: a list of dicts with ``id``, ``emotion`` (3-letter
-    code) and ``transcription``. Unpickling runs code from the file: load only pickles you trust. Its labels
+    code) and ``transcription``. Only plain values and NumPy arrays are unpickled (``_DataOnly``): a pickle that
+    names any other class or function is refused, since unpickling it could run code. Its labels
     are not the release's consensus labels (formats.md 2.3), and it carries no verified vote counts, so only
     single-label setups are offered."""
     if data_cfg.label_mode == "multi":
@@ -257,7 +272,10 @@ def read_scr_pickle(path: Path, root: Path, data_cfg: DataConfig, opts: dict, se
     label_set = get_label_set(SETUPS[setup][0])
     mapping = SETUPS[setup][1]
     with open(require_file(path, "Emotion-llama-scratch pickle"), "rb") as handle:
-        records = pickle.load(handle)  # noqa: S301 - documented: trusted files only
+        try:
+            records = _DataOnly(handle).load()
+        except pickle.UnpicklingError as err:
+            raise CorpusError(f"{path}: {err}; it is not unpickled, as that could run code from the file") from None
     if not isinstance(records, list):
         raise CorpusError(f"{path}: expected a list of dicts, got {type(records).__name__}")
     frames_dir = resolve(root, opts["frames_dir"])
