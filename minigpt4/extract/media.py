@@ -157,6 +157,15 @@ def _slack(seconds: float) -> float:
     return max(TRUNCATION_SLACK_S, 0.02 * seconds)
 
 
+def _decodable(container, stream):
+    """The stream's frames up to the first undecodable packet: a file cut short ends in garbage, and what came
+    before it is checked against the stated duration (``_truncated``) instead of failing with FFmpeg's words."""
+    try:
+        yield from container.decode(stream)
+    except av.error.InvalidDataError:
+        return
+
+
 def _truncated(path: Path, decoded: float, stated: float) -> MediaError:
     return MediaError(f"{path}: truncated: only {decoded:.1f} s of the {stated:.1f} s its header states could be "
                       f"decoded (an interrupted download or copy?)")
@@ -227,7 +236,7 @@ def _video(container, max_frames: int, start: float, end: float, limit: float, p
     # decoded (YUV) and only the max_frames picked at the end are converted to RGB (and turned upright):
     # conversion at full resolution cost more than decoding itself.
     kept, stride, index, last = [], 1, 0, start
-    for frame in container.decode(stream):
+    for frame in _decodable(container, stream):
         t = float(frame.time) if frame.time is not None else 0.0
         if t < start - 1e-6:
             continue
@@ -255,7 +264,7 @@ def _audio(container, start: float, end: float, limit: float, path: Path) -> _De
     if start > 0:
         container.seek(int(start / stream.time_base), stream=stream, backward=True)
     chunks, first_time, last = [], None, start
-    for frame in container.decode(stream):
+    for frame in _decodable(container, stream):
         t = float(frame.time) if frame.time is not None else last
         if first_time is None:
             first_time = t
