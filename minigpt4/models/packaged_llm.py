@@ -48,11 +48,17 @@ def cache_folder(package: str, gguf_file: str) -> Path:
     return default_cache_dir() / "llm" / f"{package}-{version}-{Path(gguf_file).stem}"
 
 
+def identity(gguf: Path) -> dict[str, object]:
+    """What the cached copy was made from: the file's name and size, not its path (every venv that installs the
+    same package version shares one copy)."""
+    return {"gguf": gguf.name, "bytes": gguf.stat().st_size}
+
+
 def packaged_llm_folder(package: str, gguf_file: str) -> Path:
     """A Hugging Face folder (config, fp32 safetensors, tokenizer) of the packaged GGUF, written on first use."""
     source = gguf_path(package, gguf_file)
     folder = cache_folder(package, gguf_file)
-    if not (folder / DONE).is_file():
+    if not (folder / DONE).is_file() or json.loads((folder / DONE).read_text()).get("identity") != identity(source):
         dequantise(source, folder)
     return folder
 
@@ -70,7 +76,7 @@ def dequantise(gguf: Path, folder: Path) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
-    (tmp / DONE).write_text(json.dumps({"gguf": str(gguf), "seconds": round(seconds, 1)}) + "\n")
+    (tmp / DONE).write_text(json.dumps({"identity": identity(gguf), "seconds": round(seconds, 1)}) + "\n")
     shutil.rmtree(folder, ignore_errors=True)
     folder.parent.mkdir(parents=True, exist_ok=True)
     os.replace(tmp, folder)
