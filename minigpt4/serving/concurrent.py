@@ -47,7 +47,6 @@ class ExtractionPool:
 
     def __init__(self, spec: Mapping[str, Any], workers: int) -> None:
         self.workers = workers
-        warm_up(build_extractors(spec))  # compiles librosa's numba kernels here, once, before the workers start
         self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                         initializer=_init, initargs=(dict(spec),))
         for future in [self.pool.submit(_ready) for _ in range(workers)]:
@@ -117,6 +116,7 @@ class ConcurrentPredictor:
     def __init__(self, predictor: Predictor, workers: int | None = None, max_batch: int = 8) -> None:
         workers = workers or min(2, os.cpu_count() or 1)
         self.predictor = predictor
+        warm_up(predictor.extractors)  # librosa's numba kernels compile here, once, before the workers start
         self.extraction = ExtractionPool(predictor.extractor_spec(), workers)
         self.batcher = ModelBatcher(predictor, max_batch)
 
