@@ -3,7 +3,7 @@
 PY := .venv/bin/python
 STAMP := .venv/.installed
 
-.PHONY: demo test install clean app chromium
+.PHONY: demo test install clean app apt-tools
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
@@ -24,12 +24,13 @@ demo: $(STAMP)
 app: $(STAMP)
 	$(PY) app.py
 
-# The browser test drives Debian's chromium (Playwright cannot download browsers here); CI runs as root.
-chromium:
-	@command -v chromium >/dev/null 2>&1 || { apt-get update && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; }
+# Debian tools the tests drive (CI runs as root): chromium for the browser test (Playwright cannot download
+# browsers here), espeak-ng for real speech in the out-of-distribution test.
+apt-tools:
+	@command -v chromium >/dev/null 2>&1 && command -v espeak-ng >/dev/null 2>&1 || { apt-get update && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium espeak-ng; }
 
-test: $(STAMP) chromium
+test: $(STAMP) apt-tools
 	$(PY) -m pytest -q
 
 clean:

@@ -8,8 +8,9 @@ the one extraction path (minigpt4.extract). Model and data settings are the chec
 --cfg-path contributes its eval: section (eval.mode score or generate). A clip's transcript is --transcript,
 else the text of a <clip>.txt beside it, else none (the text modality is then left out). Each line holds
 id, labels, probabilities, answer (and a generated reason when the LLM reads words or was trained on the
-reason task), modalities used, left_out (modality -> why), face_found, seconds. A clip that cannot be decoded gets {"id", "file", "error"}
-and the others go on; the exit status is then 1.
+reason task), modalities used, left_out (modality -> why), face_found, out_of_distribution (how far the
+clip's features lie from the training split's, and whether that flags it), seconds. A clip that cannot be
+decoded gets {"id", "file", "error"} and the others go on; the exit status is then 1.
 """
 from __future__ import annotations
 

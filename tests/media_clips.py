@@ -2,12 +2,16 @@
 the broken kinds a corpus contains (truncated, no audio, black, silent)."""
 from __future__ import annotations
 
+import subprocess
+import tempfile
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import cv2
+import librosa
 import numpy as np
+import soundfile
 from skimage import data
 
 RATE = 16000
@@ -150,3 +154,41 @@ def _mux_audio(out, sound, audio: np.ndarray, repeat: int = 1) -> None:
             pts += frame.samples
             out.mux(sound.encode(frame))
     out.mux(sound.encode())
+
+
+def espeak(text: str, voice: str = "en-us") -> np.ndarray:
+    """Real (formant-synthesised) speech from Debian's ``espeak-ng``, mono float32 at ``RATE``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        wav = Path(tmp) / "speech.wav"
+        subprocess.run(["espeak-ng", "-v", voice, "-w", str(wav), text], check=True, capture_output=True)
+        audio, rate = soundfile.read(wav, dtype="float32")
+    return librosa.resample(audio, orig_sr=rate, target_sr=RATE).astype(np.float32)
+
+
+SENTENCES = ("I can't believe you did that to me, after everything we went through together.",
+             "Well, the train leaves at nine tomorrow morning, so we should pack tonight.",
+             "Oh wow, that is the best news I have heard all year!")
+
+
+def unlike_clips(folder: Path) -> dict[str, Path]:
+    """Clips unlike the demo corpus (for the out-of-distribution flag), by what makes them unlike it:
+    real speech over the demo's own face photo, another real face (skimage's cameraman) speaking, a cat with
+    a tone, and noise in both streams."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(7)
+    cameraman = cv2.cvtColor(cv2.resize(data.camera()[20:300, 150:430], (160, 160)), cv2.COLOR_GRAY2RGB)
+    cat = cv2.resize(data.chelsea(), (160, 160), interpolation=cv2.INTER_AREA)
+    clips = {}
+    for i, sentence in enumerate(SENTENCES[:2]):
+        speech = espeak(sentence, ("en-us", "en-gb")[i])
+        clips[f"speech-astronaut-{i}"] = write_clip(folder / f"speech-astronaut-{i}.mp4", len(speech) / RATE,
+                                                     audio=speech, seed=i)
+    speech = espeak(SENTENCES[2])
+    clips["speech-cameraman"] = write_frames(folder / "speech-cameraman.mp4",
+                                             [np.roll(cameraman, int(3 * np.sin(i / 4)), axis=1)
+                                              for i in range(int(len(speech) / RATE * 25))], audio=speech)
+    clips["cat-tone"] = write_frames(folder / "cat-tone.mp4", [cat] * 50, audio=sweep(2.0))
+    noise_audio = (0.3 * rng.standard_normal(2 * RATE)).astype(np.float32)
+    clips["noise"] = write_frames(folder / "noise.mp4", [rng.integers(0, 256, (160, 160, 3), np.uint8)
+                                                         for _ in range(50)], audio=noise_audio)
+    return clips

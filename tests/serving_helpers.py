@@ -27,3 +27,23 @@ def untrained_checkpoint(folder: Path, overrides: tuple[str, ...] = ()) -> Path:
     cfg = load_config(REPO / "train_configs" / "demo.yaml",
                       [f"run.output_dir={folder.parent / 'run'}", f"data.feature_store={store}", *dims, *overrides])
     return write_checkpoint(folder, build_model(cfg), cfg)
+
+
+def demo_statistics_predictor():
+    """The demo recipe's model with its feature statistics set from the demo corpus's training split, as
+    training sets them, served as a checkpoint is: what the out-of-distribution flag reads, with no training."""
+    from minigpt4.data.corpora import load_corpus
+    from minigpt4.data.run_config import load_config
+    from minigpt4.data.splits import select_splits
+    from minigpt4.modalities import FEATURE_MODALITIES
+    from minigpt4.models.build import build_model
+    from minigpt4.models.feature_norms import set_feature_norms
+    from minigpt4.serving.predictor import Predictor
+
+    cfg = load_config(REPO / "train_configs" / "demo.yaml")
+    modalities = [m for m in cfg.data.modalities if m in FEATURE_MODALITIES]
+    corpus = load_corpus(cfg.data, modalities, {m: cfg.model.features[m].dim for m in modalities})
+    train = select_splits(corpus.samples, seed=cfg.run.seed, val_fraction=cfg.data.val_fraction)["train"]
+    model = build_model(cfg)
+    set_feature_norms(model, corpus.features, [s.id for s in train], modalities)
+    return Predictor(cfg, model=model)

@@ -12,9 +12,10 @@ import time
 
 import pytest
 import uvicorn
-from media_clips import write_clip
-from serving_helpers import untrained_checkpoint
+from media_clips import unlike_clips, write_clip
+from serving_helpers import demo_statistics_predictor, untrained_checkpoint
 
+from minigpt4.serving.familiarity import LIMIT
 from minigpt4.serving.predictor import Example, Predictor, load_predict_config
 from minigpt4.serving.web import create_app
 
@@ -126,3 +127,21 @@ def test_example_clip_and_a_refused_upload(server, page, tmp_path):
     page.click("#run")
     page.wait_for_selector("#error", state="visible")
     assert page.inner_text("#error").startswith("415:")
+
+
+def test_a_clip_unlike_the_training_data_is_flagged_on_the_page(server, page, tmp_path):
+    base, predictor, root = server
+    norms = predictor.model.feature_norm
+    saved = {k: v.clone() for k, v in norms.state_dict().items()}
+    norms.load_state_dict(demo_statistics_predictor().model.feature_norm.state_dict())  # the demo's statistics
+    try:
+        page.set_input_files("#clip", str(unlike_clips(tmp_path)["noise"]))
+        page.click("#run")
+        page.wait_for_selector("#ood", state="visible", timeout=120_000)
+        text = page.inner_text("#ood")
+        assert text.startswith("Unlike the training data: ") and f"the limit is {LIMIT}" in text, text
+    finally:
+        norms.load_state_dict(saved)
+    page.set_input_files("#clip", str(write_clip(tmp_path / "again.mp4", seconds=1.0, seed=2)))
+    page.click("#run")  # statistics unset again: distance unknown, no warning
+    page.wait_for_selector("#ood", state="hidden", timeout=120_000)

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 
 import gguf
 import pytest
 import torch
 from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM, AutoTokenizer
 from serving_helpers import untrained_checkpoint
 from test_backbones import check_score_equals_forward
 from test_serving import entry_point
@@ -23,7 +25,11 @@ from minigpt4.data.run_config import load_config
 from minigpt4.models.build import build_model
 from minigpt4.models.checkpoint import WEIGHTS, write_checkpoint
 from minigpt4.models.packaged_llm import DONE, gguf_path
+from minigpt4.serving.hf_export import label_scores, probe
 from minigpt4.serving.predictor import example_clips
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import export_hf  # noqa: E402  (the entry point, as a user runs it)
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESET = ["model.preset=smollm2_135m", "data.modalities=[audio,text]", "model.max_answer_tokens=24"]
@@ -130,3 +136,32 @@ def test_predict_cli_gives_a_label_and_a_reason_for_a_demo_clip(smol, tmp_path):
     record = json.loads(out.read_text())
     assert code == 0 and record["labels"][0] in dataset.corpus.label_set.labels
     assert len(words(record["reason"])) >= 3 and "<|im" not in record["reason"], record["reason"]
+
+
+def test_export_hf_merges_the_real_backbone_and_keeps_its_label_scores(smol, tmp_path):
+    cfg, model, data, dataset = smol
+    before = {k: v.clone() for k, v in model.trainable_state_dict().items()}
+    torch.manual_seed(0)
+    changed = {n: 0.02 * torch.randn_like(v) for n, v in before.items() if "lora_B" in n}
+    ids = torch.tensor([model.tokenizer("I am so happy today", add_special_tokens=False)["input_ids"]])
+    model.copy_parameters(changed, "test")
+    try:
+        folder = write_checkpoint(tmp_path / "ckpt", model, cfg)
+        inputs = probe(model, cfg, 2)
+        reference = label_scores(model, inputs)
+        with torch.no_grad():
+            logits = model.llm(input_ids=ids).logits[0, -1]
+    finally:
+        model.load_trainable_state_dict(before)
+    out = tmp_path / "hf"
+    assert export_hf.main([f"model.checkpoint={folder}", "--output", str(out), "--check-samples", "0"]) == 0
+    loaded = build_model(load_config(folder / "config.yaml", [f"model.checkpoint={out}"])).eval()
+    assert torch.allclose(label_scores(loaded, inputs), reference, atol=1e-4, rtol=0)
+    del loaded
+    plain = AutoModelForCausalLM.from_pretrained(out, local_files_only=True)  # no project code
+    assert type(plain).__name__ == "LlamaForCausalLM"
+    with torch.no_grad():
+        assert torch.allclose(plain(input_ids=ids).logits[0, -1], logits, atol=1e-4, rtol=0)
+    chat = AutoTokenizer.from_pretrained(out, local_files_only=True).apply_chat_template(
+        [{"role": "user", "content": "hello"}], tokenize=False)
+    assert "<|im_start|>user\nhello<|im_end|>" in chat

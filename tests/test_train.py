@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from omegaconf import OmegaConf
+from payloads import Payload
 from safetensors.torch import load_file, save_file
 
 from minigpt4.config import ConfigError
@@ -198,13 +199,15 @@ def test_shipped_config_validates(path: Path, tmp_path: Path) -> None:
     assert not any(tmp_path.iterdir())  # failed before anything was built or written
 
 
-def run_train(args: list[str], nproc: int = 1, env: dict[str, str] | None = None) -> None:
+def run_train(args: list[str], nproc: int = 1, env: dict[str, str] | None = None,
+              check: bool = True) -> subprocess.CompletedProcess:
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"] \
         if nproc > 1 else [sys.executable]
     proc = subprocess.run([*launcher, str(ROOT / "train.py"), "--cfg-path", str(ROOT / "train_configs/demo.yaml"),
                            *QUICK, *args], cwd=ROOT, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    assert proc.returncode == 0 or not check, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return proc
 
 
 @pytest.mark.slow
@@ -227,14 +230,25 @@ def test_two_process_ddp_matches_one_process(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_deepspeed_zero2_steps_on_cpu(tmp_path: Path) -> None:
+def test_deepspeed_zero2_steps_on_cpu_and_its_resume_state_runs_no_code(tmp_path: Path) -> None:
     out = tmp_path / "ds"
-    run_train([f"run.output_dir={out}", "run.deepspeed=train_configs/deepspeed_zero2.json", "run.max_steps=3",
-               "run.save_every=2", "run.keep_last=5"], env={"DS_ACCELERATOR": "cpu"})
+    args = [f"run.output_dir={out}", "run.deepspeed=train_configs/deepspeed_zero2.json", "run.max_steps=3",
+            "run.save_every=2", "run.keep_last=5"]
+    run_train(args, env={"DS_ACCELERATOR": "cpu"})
     assert (out / "checkpoints" / "step_2" / "deepspeed").is_dir()
     losses = metric(out, "train/loss")
     assert sorted(losses) == [1, 2, 3] and all(v == v for v in losses.values())
     assert (out / "final" / ckpt.WEIGHTS).is_file()
+
+    # a payload planted in DeepSpeed's own model-states file of the newest checkpoint, the one a resume reads:
+    # it is refused without being unpickled
+    (states,) = (ckpt.step_folders(out / "checkpoints")[-1] / "deepspeed").rglob("*model_states.pt")  # resumed
+    marker = tmp_path / "payload_ran"
+    torch.save({**torch.load(states, weights_only=False), "payload": Payload(marker)}, states)
+    proc = run_train([*args, "run.resume=true"], env={"DS_ACCELERATOR": "cpu"}, check=False)
+    assert proc.returncode != 0 and not marker.exists()
+    assert "holds more than tensors, plain values and DeepSpeed's own state classes" in proc.stderr, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
 
 
 def test_multi_label_run_saves_the_threshold_chosen_on_validation(tmp_path: Path) -> None:

@@ -1,11 +1,12 @@
 """Files from shared run folders and corpora are data, never code: a planted pickle payload does not run."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 import torch
+
+from payloads import Payload
 
 from minigpt4.data.run_config import load_config
 from minigpt4.models import checkpoint as ckpt
@@ -14,16 +15,6 @@ from minigpt4.training.loop import fit
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ["run.eval_every=0", "eval.max_samples=16", "run.log_every=1", "run.warmup_steps=2"]
-
-
-class Payload:
-    """Unpickling this runs ``touch marker``: what a malicious ``state.pt`` would do."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return os.system, (f"touch {self.marker}",)
 
 
 def cfg_for(out: Path, *overrides: str):

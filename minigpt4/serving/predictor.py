@@ -50,6 +50,7 @@ from minigpt4.features.store import default_cache_dir
 from minigpt4.modalities import FEATURE_MODALITIES
 from minigpt4.models.build import build_model
 from minigpt4.models.model import EmotionLLaMA
+from minigpt4.serving.familiarity import familiarity
 
 WAVEFORM_POINTS = 240
 """Envelope bins sent to the page for the waveform plot."""
@@ -302,13 +303,16 @@ class Predictor:
         return results
 
     def record(self, request: Request, result: dict[str, Any], seconds: float, visuals: bool) -> dict[str, Any]:
-        """The prediction record (``predict.py``'s JSON line, ``POST /predict``'s body); ``visuals`` adds what
-        the page draws: the face crop and the frame (PNG data URLs) and the waveform envelope."""
+        """The prediction record (``predict.py``'s JSON line, ``POST /predict``'s body), with how far the clip's
+        features lie from the training split's (``serving.familiarity``); ``visuals`` adds what the page draws:
+        the face crop and the frame (PNG data URLs) and the waveform envelope."""
         clip, clip_id = request.clip, request.clip_id
         left_out = {m: clip.failures.get(m, "no video stream" if m == "image" else "not extracted")
                     .replace(request.path, clip_id) for m in self.cfg.data.modalities if m not in request.used}
+        measured = {m: clip.features[m] for m in request.used if m in clip.features}
         record: dict[str, Any] = {"id": clip_id, **result, "modalities": list(request.used), "left_out": left_out,
                                   "transcript": request.transcript, "face_found": bool(clip.face_found),
+                                  "out_of_distribution": familiarity(self.model.feature_norm, measured),
                                   "seconds": round(seconds, 3)}
         if visuals:
             record["visuals"] = {
