@@ -9,6 +9,8 @@ import shutil
 import socket
 import threading
 import time
+from contextlib import contextmanager
+from typing import Iterator
 
 import pytest
 import uvicorn
@@ -37,33 +39,28 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    root = tmp_path_factory.mktemp("browser")
-    checkpoint = untrained_checkpoint(root / "ckpt")
-    (root / "examples").mkdir()
-    example = write_clip(root / "examples" / "astronaut.mp4", seconds=1.0, seed=3)
-    predictor = Predictor(load_predict_config(None, [f"model.checkpoint={checkpoint}"]))
-    app = create_app(predictor, [Example("astronaut.mp4", example, "happy", "What a view from up here")], upload_dir=root / "uploads")
+@contextmanager
+def running(app) -> Iterator[str]:
+    """``app`` under uvicorn on a free 127.0.0.1 port, in a thread; yields its base URL."""
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
-    srv = uvicorn.Server(config)
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 60
     while not srv.started:
         assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", predictor, root
+    yield f"http://127.0.0.1:{port}"
     srv.should_exit = True
     thread.join(timeout=10)
 
 
-@pytest.fixture()
-def page(server):
+@contextmanager
+def browser_page(base: str) -> Iterator:
+    """The page at ``base`` in headless Chromium, once its examples are listed; on exit, checks that it reached
+    nothing outside the server."""
     from playwright.sync_api import sync_playwright
 
-    base = server[0]
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS, headless=True)
         page = browser.new_page(viewport={"width": 1200, "height": 900})
@@ -76,6 +73,25 @@ def page(server):
         browser.close()
     outside = [u for u in page.requests if not u.startswith(base + "/") and not u.startswith("data:")]
     assert not outside, f"the page reached outside the server: {outside}"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("browser")
+    checkpoint = untrained_checkpoint(root / "ckpt")
+    (root / "examples").mkdir()
+    example = write_clip(root / "examples" / "astronaut.mp4", seconds=1.0, seed=3)
+    predictor = Predictor(load_predict_config(None, [f"model.checkpoint={checkpoint}"]))
+    app = create_app(predictor, [Example("astronaut.mp4", example, "happy", "What a view from up here")],
+                     upload_dir=root / "uploads")
+    with running(app) as base:
+        yield base, predictor, root
+
+
+@pytest.fixture()
+def page(server):
+    with browser_page(server[0]) as page:
+        yield page
 
 
 def bars(page) -> list[dict]:

@@ -130,3 +130,30 @@ def test_training_and_evaluation_share_the_prompt():
 def test_tiny_tokenizer_rebuilds_identically(tmp_path):
     train(tmp_path)
     assert (tmp_path / "tokenizer.json").read_bytes() == (ASSET_DIR / "tokenizer.json").read_bytes()
+
+
+def test_few_shot_examples_come_before_the_question_one_per_label():
+    from minigpt4.data.pipeline import prepare_data
+    from minigpt4.data.prompts import SHOT_WORDS
+
+    cfg = load_config(None, ["data.modalities=[audio]", "data.instruction=0", "data.few_shot=3",
+                             "model.max_prompt_tokens=400"])
+    model = build_model(cfg)
+    data = prepare_data(cfg, model)
+    shots = data.builder.shots
+    labels = data.corpus.label_set.labels
+    assert [s.answer for s in shots] == list(labels[:3])
+    train = {(s.text, s.label) for s in data.splits["train"]}
+    for shot in shots:  # a training utterance of that label, of a useful length
+        assert (shot.transcript, shot.answer) in train
+        assert SHOT_WORDS[0] <= len(shot.transcript.split()) <= SHOT_WORDS[1]
+    test = data.dataset("test", cfg, model)
+    text = model.tokenizer.decode(test[0]["ids"])
+    question = text.rindex("[INST]")
+    for shot in shots:  # each shot as an earlier turn, answered
+        assert f"says: {shot.transcript}.  [emotion]" in text[:question]
+        assert f"[/INST] {shot.answer} [INST]" in text.replace("  ", " ")
+    assert f"says: {test.samples[0].text}." in text[question:]
+    plain = prepare_data(load_config(None, ["data.modalities=[audio]", "data.instruction=0"]), model)
+    assert len(test[0]["ids"]) > len(plain.dataset("test", cfg, model)[0]["ids"]) + 30
+    assert plain.builder.shots == ()

@@ -17,16 +17,19 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from serving_helpers import untrained_checkpoint
 from test_backbones import check_score_equals_forward
+from test_browser import browser_page, running
 from test_serving import entry_point
 
 from minigpt4.data.collate import Collator
 from minigpt4.data.pipeline import prepare_data
+from minigpt4.data.prompts import PromptBuilder, Shot
 from minigpt4.data.run_config import load_config
 from minigpt4.models.build import build_model
 from minigpt4.models.checkpoint import WEIGHTS, write_checkpoint
 from minigpt4.models.packaged_llm import DONE, gguf_path
 from minigpt4.serving.hf_export import label_scores, probe
-from minigpt4.serving.predictor import example_clips
+from minigpt4.serving.predictor import Predictor, example_clips, load_predict_config
+from minigpt4.serving.web import create_app
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import export_hf  # noqa: E402  (the entry point, as a user runs it)
@@ -165,3 +168,28 @@ def test_export_hf_merges_the_real_backbone_and_keeps_its_label_scores(smol, tmp
     chat = AutoTokenizer.from_pretrained(out, local_files_only=True).apply_chat_template(
         [{"role": "user", "content": "hello"}], tokenize=False)
     assert "<|im_start|>user\nhello<|im_end|>" in chat
+
+
+def test_the_page_shows_the_generated_reason_of_a_smollm2_checkpoint(smol, tmp_path):
+    cfg, model, data, dataset = smol
+    checkpoint = untrained_checkpoint(tmp_path / "ckpt", tuple(PRESET))
+    predictor = Predictor(load_predict_config(None, [f"model.checkpoint={checkpoint}"]), model=model)
+    clip = example_clips(cfg)[0]
+    expected = predictor.predict(clip.path, transcript=clip.transcript)["reason"]
+    assert len(words(expected)) >= 3, expected
+    with running(create_app(predictor, [clip], upload_dir=tmp_path / "uploads")) as base, \
+            browser_page(base) as page:
+        page.select_option("#example", clip.name)
+        page.click("#run")
+        page.wait_for_selector("#reason-panel", state="visible", timeout=300_000)
+        assert page.inner_text("#reason") == expected
+
+
+def test_few_shot_examples_are_earlier_chat_turns(smol):
+    cfg, model, data, dataset = smol
+    shots = [Shot("I won the lottery today", "happy")]
+    builder = PromptBuilder.for_model(model.tokenizer, dict(model.slot_tokens), cfg.model, shots)
+    text = model.tokenizer.decode(builder.build("emotion", "Which emotion?", [], "Oh no").ids)
+    assert text.count("<|im_start|>user\n") == 2 and text.endswith("<|im_start|>assistant\n")
+    assert "says: I won the lottery today.  [emotion] Which emotion? <|im_end|>\n<|im_start|>assistant\nhappy<|im_end|>" \
+        in text, text

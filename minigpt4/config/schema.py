@@ -313,6 +313,10 @@ class DataConfig:
     """Put the spoken line into the prompt ("The person in video says: ...")."""
     context_turns: int = 0
     """Earlier utterances of the dialogue quoted in the prompt (0: none)."""
+    few_shot: int = 0
+    """Answered examples from the training split put before each ``emotion`` question as earlier turns, one per
+    label in label order, at most this many (0: none; ``prompts.pick_shots``). An evaluation study for a real LLM;
+    they count towards ``model.max_prompt_tokens``."""
     ablation: Ablation = Ablation.drop
     """How a modality left out of ``modalities`` is removed: ``drop`` (no placeholder span) or ``zero``."""
     instruction: Optional[int] = None

@@ -11,7 +11,7 @@ from transformers import PreTrainedTokenizerBase
 from minigpt4.data.corpora import Corpus, load_corpus
 from minigpt4.data.dataset import EmotionDataset, ExampleSpec, class_weights
 from minigpt4.data.dialogue import DialogueTokenizer
-from minigpt4.data.prompts import PromptBuilder
+from minigpt4.data.prompts import PromptBuilder, pick_shots
 from minigpt4.data.splits import select_splits
 from minigpt4.modalities import SLOTS
 
@@ -62,9 +62,13 @@ def prepare_data(cfg: DictConfig, model: PromptLayout, modalities: Sequence[str]
     corpus = load_corpus(cfg.data, wanted, dims, cached_text=not encoder.enabled)
     for sample_id, why in corpus.skipped:
         log.warning("skipped %s: %s", sample_id, why)
-    builder = PromptBuilder.for_model(model.tokenizer, dict(model.slot_tokens), cfg.model)
     splits = select_splits(corpus.samples, seed=cfg.run.seed, val_fraction=cfg.data.val_fraction,
                            fold=cfg.run.fold, num_folds=cfg.run.num_folds)
+    shots = pick_shots(splits["train"], corpus.label_set, cfg.data.few_shot) if cfg.data.few_shot else []
+    if cfg.data.few_shot:
+        log.info("few-shot: %d answered training examples before each question: %s", len(shots),
+                 "; ".join(f"{s.transcript!r} -> {s.answer}" for s in shots))
+    builder = PromptBuilder.for_model(model.tokenizer, dict(model.slot_tokens), cfg.model, shots)
     log.info("corpus %s: %s", corpus.name, ", ".join(f"{k} {len(v)}" for k, v in splits.items()))
     dialogue = DialogueTokenizer(encoder.max_length) if encoder.enabled else None
     return RunData(corpus, splits, builder, dialogue)

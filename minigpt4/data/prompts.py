@@ -16,6 +16,7 @@ from transformers import PreTrainedTokenizerBase
 from minigpt4 import modalities
 from minigpt4.config import ModelConfig
 from minigpt4.data.labels import LabelSet
+from minigpt4.data.samples import Sample
 
 _PLACEHOLDER = {m.name: m.placeholder for m in modalities.REGISTRY}
 _PLACEHOLDER_RE = re.compile("(" + "|".join(map(re.escape, _PLACEHOLDER.values())) + ")")
@@ -86,6 +87,32 @@ def choose_instruction(pool: Sequence[str], fixed: int | None, rng: random.Rando
 
 
 @dataclass(frozen=True)
+class Shot:
+    """A labelled example shown before the question (few-shot prompting): what was said, and its answer."""
+
+    transcript: str
+    answer: str
+
+
+SHOT_WORDS = (4, 12)
+"""Few-shot examples are utterances of this many words: long enough to carry the emotion, short enough to be cheap."""
+
+
+def pick_shots(samples: Sequence[Sample], label_set: LabelSet, count: int) -> list[Shot]:
+    """Up to ``count`` examples, one per label in label order: of the samples with that primary label, the first
+    by id whose transcript has ``SHOT_WORDS`` words (else the shortest). Deterministic for a given split."""
+    shots = []
+    for label in label_set.labels[:count]:
+        pool = sorted((s for s in samples if s.label == label and s.text), key=lambda s: s.id)
+        if not pool:
+            continue
+        fit = [s for s in pool if SHOT_WORDS[0] <= len(s.text.split()) <= SHOT_WORDS[1]]
+        chosen = fit[0] if fit else min(pool, key=lambda s: len(s.text.split()))
+        shots.append(Shot(chosen.text, label_set.format_answer([label])))
+    return shots
+
+
+@dataclass(frozen=True)
 class EncodedPrompt:
     """A tokenised prompt: token ids and, per position, which modality slot (if any) it is."""
     ids: list[int]
@@ -98,8 +125,10 @@ class PromptBuilder:
 
     def __init__(self, tokenizer: PreTrainedTokenizerBase, slot_tokens: dict[str, int], template: str,
                  use_chat_template: bool = False, max_prompt_tokens: int = 384, max_answer_tokens: int = 64,
-                 system_prompt: str | None = None) -> None:
+                 system_prompt: str | None = None, shots: Sequence[Shot] = ()) -> None:
         self.tokenizer = tokenizer
+        self.shots = tuple(shots)
+        """Answered examples put before every ``emotion`` question as earlier turns (``data.few_shot``)."""
         self.system_prompt = system_prompt
         self.slot_tokens = dict(slot_tokens)
         self.template = template
@@ -127,22 +156,26 @@ class PromptBuilder:
 
     @classmethod
     def for_model(cls, tokenizer: PreTrainedTokenizerBase, slot_tokens: dict[str, int],
-                  model_cfg: ModelConfig) -> PromptBuilder:
+                  model_cfg: ModelConfig, shots: Sequence[Shot] = ()) -> PromptBuilder:
         """The builder ``model`` config describes (template or chat template, system turn, token budgets)."""
         llm = model_cfg.llm
         return cls(tokenizer, slot_tokens, llm.prompt_template, llm.use_chat_template, model_cfg.max_prompt_tokens,
-                   model_cfg.max_answer_tokens, llm.system_prompt)
+                   model_cfg.max_answer_tokens, llm.system_prompt, shots)
 
-    def wrap(self, instruction: str) -> str:
+    def wrap(self, instruction: str, history: Sequence[tuple[str, str]] = ()) -> str:
+        """The user turn in the template (or chat template), after ``history``: earlier (user, answer) turns."""
         if self.use_chat_template:
             system = [] if self.system_prompt is None else [{"role": "system", "content": self.system_prompt}]
+            earlier = [{"role": role, "content": text} for turn in history
+                       for role, text in zip(("user", "assistant"), turn)]
             return self.tokenizer.apply_chat_template(
-                [*system, {"role": "user", "content": instruction}], tokenize=False, add_generation_prompt=True)
-        return self.template.format(instruction)
+                [*system, *earlier, {"role": "user", "content": instruction}], tokenize=False,
+                add_generation_prompt=True)
+        return "".join(f"{self.template.format(u)} {a} " for u, a in history) + self.template.format(instruction)
 
-    def encode(self, instruction: str) -> EncodedPrompt:
+    def encode(self, instruction: str, history: Sequence[tuple[str, str]] = ()) -> EncodedPrompt:
         """Tokenise the wrapped prompt; each placeholder becomes ``slot_tokens[slot]`` positions."""
-        pieces = _PLACEHOLDER_RE.split(self.wrap(instruction))
+        pieces = _PLACEHOLDER_RE.split(self.wrap(instruction, history))
         texts = [p for p in pieces if p and p not in _SLOT_OF]
         encoded = iter(self.tokenizer(texts, add_special_tokens=False)["input_ids"]) if texts else iter(())
         ids: list[int] = []
@@ -167,12 +200,15 @@ class PromptBuilder:
 
     def build(self, task: str, instruction: str, slots: Sequence[str], transcript: str | None,
               context: Sequence[str] = ()) -> EncodedPrompt:
-        """Encode, dropping the oldest context turns and then transcript words until the text fits."""
+        """Encode, dropping the oldest context turns and then transcript words until the text fits (few-shot
+        examples, before an ``emotion`` question, count towards the budget and are kept whole)."""
         context = list(context)
         words = transcript.split() if transcript is not None else None
+        history = [(self.instruction(task, instruction, (), shot.transcript), shot.answer)
+                   for shot in (self.shots if task == "emotion" else ())]
         while True:
             said = " ".join(words) if words is not None else None
-            enc = self.encode(self.instruction(task, instruction, slots, said, context))
+            enc = self.encode(self.instruction(task, instruction, slots, said, context), history)
             text_tokens = sum(1 for s in enc.slots if s == 0)
             if text_tokens <= self.max_prompt_tokens:
                 return enc

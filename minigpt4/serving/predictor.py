@@ -208,6 +208,9 @@ class Predictor:
     """A loaded checkpoint with its extractors; :meth:`predict` is safe to call from several threads."""
 
     def __init__(self, cfg: DictConfig, model: EmotionLLaMA | None = None) -> None:
+        if cfg.data.few_shot:
+            raise ConfigError(f"data.few_shot={cfg.data.few_shot}: few-shot examples come from a corpus's training "
+                              "split, an evaluation study (eval_emotion.py); serve the checkpoint without it")
         self.cfg = cfg
         self.label_set = label_set_of(cfg.data)
         self.extractors, self.decode = checkpoint_extractors(cfg)
