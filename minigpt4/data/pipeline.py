@@ -64,8 +64,8 @@ def prepare_data(cfg: DictConfig, model: PromptLayout, modalities: Sequence[str]
         log.warning("skipped %s: %s", sample_id, why)
     splits = select_splits(corpus.samples, seed=cfg.run.seed, val_fraction=cfg.data.val_fraction,
                            fold=cfg.run.fold, num_folds=cfg.run.num_folds)
-    shots = pick_shots(splits["train"], corpus.label_set, cfg.data.few_shot) if cfg.data.few_shot else []
-    if cfg.data.few_shot:
+    shots = pick_shots(splits["train"], corpus.label_set, cfg.data.few_shot)
+    if shots:
         log.info("few-shot: %d answered training examples before each question: %s", len(shots),
                  "; ".join(f"{s.transcript!r} -> {s.answer}" for s in shots))
     builder = PromptBuilder.for_model(model.tokenizer, dict(model.slot_tokens), cfg.model, shots)
