@@ -20,9 +20,12 @@ from minigpt4.data.run_config import load_config
 from minigpt4.models import checkpoint as ckpt
 from minigpt4.models.build import build_model
 from minigpt4.models.classifier import ClassifierHead, tune_thresholds
-from minigpt4.models.text_encoder import segment_mean
+from minigpt4.config import ConfigError
+from minigpt4.models.text_encoder import segment_mean, utterance_mask
+from minigpt4.runtime.dist import DistInfo
 from minigpt4.training.engine import make_optimizer
 from minigpt4.training.loop import fit
+from minigpt4.training.sampling import LengthGroupedShardSampler, make_sampler
 
 ROOT = Path(__file__).resolve().parents[1]
 MELD_ROOT = Path(os.environ.get("MELD_ROOT", ROOT / ".." / "shared" / "data" / "meld"))
@@ -59,6 +62,46 @@ def test_segment_mean_pools_each_row_into_equal_segments() -> None:
     out = segment_mean(hidden, mask, 2)
     assert out.squeeze(-1).tolist() == [[1.0, 4.0], [0.5, 2.5]]
     assert segment_mean(hidden, mask, 1).squeeze().tolist() == [2.5, 1.5]
+
+
+def test_utterance_pooling_averages_the_utterance_and_falls_back_without_context() -> None:
+    hidden = torch.tensor([[1.0, 2.0, 3.0, 10.0, 20.0, 0.0], [4.0, 6.0, 8.0, 0.0, 0.0, 0.0]]).unsqueeze(-1)
+    attention = torch.tensor([[1, 1, 1, 1, 1, 0], [1, 1, 1, 0, 0, 0]])
+    types = torch.tensor([[0, 0, 0, 1, 1, 0], [0, 0, 0, 0, 0, 0]])  # row 2: no earlier turns, all type 0
+    mask = utterance_mask(attention, types)
+    assert mask.tolist() == [[0, 0, 0, 1, 1, 0], [1, 1, 1, 0, 0, 0]]
+    assert segment_mean(hidden, mask, 1).squeeze().tolist() == [15.0, 6.0]
+
+
+def test_length_grouped_batches_cover_the_epoch_and_pad_less() -> None:
+    lengths = [int(x) for x in np.random.default_rng(0).integers(5, 120, size=1000)]
+    one = list(LengthGroupedShardSampler(lengths, 8, seed=1, rank=0, world=1))
+    assert len(one) == 1000 and sorted(one) == list(range(1000))
+    assert one == list(LengthGroupedShardSampler(lengths, 8, seed=1, rank=0, world=1))  # (seed, epoch) only
+    moved = LengthGroupedShardSampler(lengths, 8, seed=1, rank=0, world=1)
+    moved.set_epoch(1)
+    assert list(moved) != one
+
+    def padded(order: list[int]) -> int:
+        return sum(max(lengths[i] for i in order[k:k + 8]) * 8 for k in range(0, len(order), 8))
+    shuffled = torch.randperm(1000, generator=torch.Generator().manual_seed(1)).tolist()
+    real = sum(lengths)
+    assert padded(shuffled) > 1.5 * real and padded(one) < 1.1 * real  # a shuffle pads to each batch's longest
+    shards = [list(LengthGroupedShardSampler(lengths, 8, seed=1, rank=r, world=2)) for r in range(2)]
+    assert not set(shards[0]) & set(shards[1]) and len(shards[0]) == len(shards[1]) == 496
+    assert padded(shards[0]) < 1.1 * sum(lengths[i] for i in shards[0])  # every rank's batches stay grouped
+
+
+def test_length_grouping_needs_the_text_encoder_and_not_the_weighted_sampler() -> None:
+    cfg = load_config(None, ["model.head=classifier", "model.vision.kind=none", "data.modalities=[text]",
+                             "run.group_by_length=true"])
+    model = build_model(cfg)
+    train = prepare_data(cfg, model).dataset("train", cfg, model, train=True)
+    with pytest.raises(ValueError, match="needs model.text_encoder.enabled"):
+        make_sampler(train, cfg.run, DistInfo(0, 1, 0, torch.device("cpu")))
+    with pytest.raises(ConfigError, match="run.balance=sampler"):
+        make_sampler(train, load_config(None, ["run.group_by_length=true", "run.balance=sampler"]).run,
+                     DistInfo(0, 1, 0, torch.device("cpu")))
 
 
 def test_thresholds_tuned_per_class_and_used_for_decisions() -> None:

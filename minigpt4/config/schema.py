@@ -99,6 +99,12 @@ class Precision(StrEnum):
     fp16 = "fp16"
 
 
+class TextPool(StrEnum):
+    """Which encoder tokens the trainable text slot averages."""
+    all = "all"
+    utterance = "utterance"
+
+
 class Balance(StrEnum):
     """How class imbalance is countered during training."""
     none = "none"
@@ -243,6 +249,9 @@ class TextEncoderConfig:
     """Learning rate of the encoder's trainable weights (LoRA / top layers); None uses ``run.lr``."""
     max_length: int = 128
     """Encoder tokens per sample: earlier turns are dropped oldest first to fit; the utterance always stays."""
+    pool: TextPool = TextPool.all
+    """What the slot tokens average: ``all`` tokens (context and utterance) or the ``utterance``'s alone (token
+    type 1; context still shapes them through attention). Without earlier turns both are the same."""
 
 
 @dataclass
@@ -362,6 +371,10 @@ class RunConfig:
     """Autocast precision: fp32, bf16 or fp16."""
     balance: Balance = Balance.none
     """Class imbalance: ``none``, ``sampler`` (weighted sampler) or ``loss`` (class weights on the answer)."""
+    group_by_length: bool = False
+    """Batch text-encoder inputs of similar length together (shuffled mega-batches of 50 batches, each sorted by
+    length; transformers' ``get_length_grouped_indices``): far less padding, same samples per epoch. Needs the
+    trainable text slot (``model.text_encoder.enabled``) and the shuffled sampler (``balance`` none or loss)."""
     eval_every: int = 0
     """Validate every N optimizer steps (0: only at the end)."""
     best_metric: str = "accuracy"

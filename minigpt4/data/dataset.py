@@ -155,6 +155,14 @@ class EmotionDataset(Dataset):
             "text_input": self._text_input(sample, context),
         }
 
+    def text_lengths(self) -> list[int]:
+        """Text-encoder tokens of every sample, in order (what ``run.group_by_length`` groups by)."""
+        if self.dialogue is None:
+            raise ValueError("run.group_by_length groups text-encoder inputs: it needs model.text_encoder.enabled "
+                             "and the text modality fed (data.modalities)")
+        turns = self.spec.context_turns
+        return [len(self._text_input(s, s.context[-turns:] if turns else ()).input_ids) for s in self.samples]
+
     def _text_input(self, sample: Sample, context: Sequence[str]):
         """MiniLM ids of context + utterance for the trainable text slot (None when the slot reads features)."""
         if self.dialogue is None:

@@ -2,7 +2,8 @@
 
 Tokenisation happens in the data pipeline (``minigpt4.data.dialogue``); here the batch's ids go through MiniLM,
 tuned with LoRA adapters (peft) or with its top layers unfrozen, and are mean-pooled into ``tokens`` slot tokens:
-one for the whole input, or ``T`` consecutive segments of it.
+one for the whole input, or ``T`` consecutive segments of it. ``pool: utterance`` averages the utterance's own
+tokens (token type 1) only, so the earlier turns inform the utterance's states without diluting the average.
 """
 from __future__ import annotations
 
@@ -41,12 +42,22 @@ class TextEncoder(nn.Module):
         self.bert = bert
         self.tokens = tokens
         self.dim = DIM
+        self.utterance_only = cfg.pool == "utterance"
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 token_type_ids: torch.Tensor) -> torch.Tensor:
         hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask,
                            token_type_ids=token_type_ids).last_hidden_state
-        return segment_mean(hidden, attention_mask, self.tokens)
+        mask = utterance_mask(attention_mask, token_type_ids) if self.utterance_only else attention_mask
+        return segment_mean(hidden, mask, self.tokens)
+
+
+def utterance_mask(attention_mask: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
+    """The utterance's positions (token type 1) in rows with earlier turns; every real position in rows without
+    (the dialogue tokenizer gives those type 0 throughout)."""
+    said = attention_mask * token_type_ids
+    has_context = said.sum(1, keepdim=True) > 0
+    return torch.where(has_context, said, attention_mask)
 
 
 def segment_mean(hidden: torch.Tensor, mask: torch.Tensor, tokens: int) -> torch.Tensor:

@@ -7,8 +7,9 @@ from typing import Iterator
 
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
+from transformers.trainer_pt_utils import get_length_grouped_indices
 
-from minigpt4.config import RunConfig
+from minigpt4.config import ConfigError, RunConfig
 from minigpt4.data.collate import Collator
 from minigpt4.data.dataset import EmotionDataset, class_weights
 from minigpt4.runtime import dist
@@ -38,8 +39,40 @@ class WeightedShardSampler(Sampler[int]):
         return iter(drawn[self.rank::self.world].tolist())
 
 
+class LengthGroupedShardSampler(Sampler[int]):
+    """``run.group_by_length``: a seeded shuffle cut into mega-batches sorted by length (transformers'
+    ``get_length_grouped_indices``), so each batch pads to about its own length. Sharded batch-wise: rank ``r``
+    takes the ``r``-th ``batch_size`` slice of every ``world * batch_size`` run, so every rank's batches stay
+    grouped. The order depends on (seed, epoch) only."""
+
+    def __init__(self, lengths: list[int], batch_size: int, seed: int, rank: int, world: int) -> None:
+        self.lengths, self.batch_size = lengths, batch_size
+        self.seed, self.rank, self.world, self.epoch = seed, rank, world, 0
+        self.per_rank = len(lengths) // (batch_size * world) * batch_size
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.per_rank
+
+    def __iter__(self) -> Iterator[int]:
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        order = get_length_grouped_indices(self.lengths, self.batch_size * self.world, generator=g)
+        span, bs = self.batch_size * self.world, self.batch_size
+        mine = [order[i + self.rank * bs:i + (self.rank + 1) * bs] for i in range(0, self.per_rank * self.world, span)]
+        return iter([i for batch in mine for i in batch])
+
+
 def make_sampler(dataset: EmotionDataset, run: RunConfig, info: dist.DistInfo) -> Sampler[int]:
-    """``run.balance: sampler`` draws by inverse class frequency; otherwise a seeded shuffle, sharded by rank."""
+    """``run.balance: sampler`` draws by inverse class frequency; ``run.group_by_length`` groups similar lengths;
+    otherwise a seeded shuffle, sharded by rank."""
+    if run.group_by_length:
+        if run.balance == "sampler":
+            raise ConfigError("run.group_by_length and run.balance=sampler both choose the batches: use one "
+                              "(run.balance=loss balances classes with length grouping)")
+        return LengthGroupedShardSampler(dataset.text_lengths(), run.batch_size, run.seed, info.rank,
+                                         info.world_size)
     if run.balance == "sampler":
         return WeightedShardSampler([s.label for s in dataset.samples], run.seed, info.rank, info.world_size)
     return DistributedSampler(dataset, num_replicas=info.world_size, rank=info.rank, shuffle=True,
