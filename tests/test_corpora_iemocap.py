@@ -94,6 +94,7 @@ def test_4class_default(tmp_path):
     s = samples["Ses01F_impro01_F001"]
     assert s.group == "Session1" and s.split is None and s.text == "[GARBAGE] Yeah."
     assert s.context == ("F: Excuse me.", "M: Do you have your forms?")
+    assert samples["Ses01F_impro01_F000"].following[:2] == ("M: Do you have your forms?", "F: [GARBAGE] Yeah.")
     assert s.meta["votes"] == {"ang": 2, "fru": 2, "sad": 2} and s.meta["segment"] == (12.0, 13.5)
     assert s.meta["side"] == "left" and samples["Ses01F_impro01_M000"].meta["side"] == "right"
     assert samples["Ses02M_script01_1_M000"].meta["side"] == "left"

@@ -48,6 +48,8 @@ def test_reads_ids_labels_groups_context(tmp_path):
     assert s.labels == ("joy",) and s.group == "train_dia0" and s.text == "You must’ve had your hands full, right?"
     assert s.context == ("Chandler: also I was the point person on my company’s transition from the KL-5 to GR-6 system.",)
     assert len(by_id["train_dia0_utt3"].context) == 2  # a gap in Utterance_ID keeps the order
+    assert by_id["train_dia0_utt0"].following[0] == "The Interviewer: You must’ve had your hands full, right?"
+    assert len(by_id["train_dia0_utt0"].following) == 2 and by_id["train_dia0_utt3"].following == ()
     assert by_id["dev_dia0_utt0"].group == "dev_dia0" != by_id["train_dia0_utt0"].group
     assert by_id["train_dia0_utt0"].meta["start"] == "00:16:16,059"
     assert by_id["test_dia0_utt0"].media.endswith("output_repeated_splits_test/dia0_utt0.mp4")

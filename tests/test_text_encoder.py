@@ -56,6 +56,37 @@ def test_context_truncation_keeps_utterance_and_drops_oldest_turns() -> None:
     assert tok.tokenizer.decode(long.input_ids[1:4]) == "word word word"
 
 
+def test_later_turns_follow_the_utterance_and_give_way_to_earlier_ones() -> None:
+    tok = DialogueTokenizer(max_length=24)
+    earlier, later = ["Joey: how you doin", "Rachel: no way"], ["Monica: stop it", "Phoebe: the latest turn of them all"]
+    both = tok.encode("I am so happy", "Ross", earlier, later)
+    assert tok.tokenizer.decode(both.input_ids) == ("[CLS] joey : how you doin [SEP] rachel : no way [SEP] ross : i am "
+                                                    "so happy [SEP] monica : stop it [SEP]")  # the farther one left out
+    assert both.token_type_ids == [0] * 12 + [1] * 7 + [0] * 5 and both.turns == 2
+    alone = tok.encode("I am so happy", "Ross", [], later[:1])
+    assert alone.token_type_ids == [0] + [1] * 7 + [0] * 5  # the utterance is still the one of type 1
+    assert tok.encode("I am so happy", "Ross", earlier) == tok.encode("I am so happy", "Ross", earlier, ())
+
+
+def test_future_turns_need_the_text_encoder_and_a_corpus_with_later_turns() -> None:
+    with pytest.raises(ConfigError, match="data.future_turns=1 is read by the trainable text slot only"):
+        load_config(None, ["data.future_turns=1"])
+    with pytest.raises(ConfigError, match="the demo reader gives no later turns"):
+        load_config(None, ["data.future_turns=1", "model.text_encoder.enabled=true"])
+
+
+@needs_meld
+def test_meld_samples_read_their_next_turn_when_asked() -> None:
+    cfg = meld_cfg(CLASSIFIER, "data.future_turns=1", "model.text_encoder.max_length=128")
+    model = build_model(cfg)
+    dataset = prepare_data(cfg, model).dataset("train", cfg, model, train=True)
+    first = next(i for i, s in enumerate(dataset.samples) if s.following)
+    ids = dataset[first]["text_input"].input_ids
+    words = dataset.dialogue.tokenizer.decode(ids)
+    assert words.endswith(dataset.dialogue.tokenizer.decode(
+        dataset.dialogue.tokenizer(dataset.samples[first].following[0], add_special_tokens=False)["input_ids"]) + " [SEP]")
+
+
 def test_segment_mean_pools_each_row_into_equal_segments() -> None:
     hidden = torch.arange(6, dtype=torch.float32).view(1, 6, 1).repeat(2, 1, 1)
     mask = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]])

@@ -20,7 +20,7 @@ def require_complete(cfg: Config, source: str = "config") -> None:
 _AT_LEAST = {
     **dict.fromkeys(("run.max_steps", "run.warmup_steps", "run.weight_decay", "run.eval_every", "run.save_every",
                      "run.keep_last", "run.num_workers", "eval.max_samples", "eval.prompts", "eval.top_k",
-                     "model.projector_hidden", "data.context_turns", "data.few_shot", "data.min_votes", "model.seed",
+                     "model.projector_hidden", "data.context_turns", "data.future_turns", "data.few_shot", "data.min_votes", "model.seed",
                      "run.seed"), 0),
     **dict.fromkeys(("run.epochs", "run.batch_size", "run.grad_accum", "run.log_every", "eval.batch_size",
                      "eval.max_new_tokens", "eval.max_labels", "model.max_prompt_tokens", "model.lora.r",
@@ -74,6 +74,12 @@ def check_config(cfg: Config, source: str, cli_keys: frozenset[str] = frozenset(
     for name in cfg.model.features:
         if name not in registry.FEATURE_MODALITIES:
             raise ConfigError(f"{source}: model.features has unknown feature modality {name!r}")
+    if cfg.data.future_turns and not cfg.model.text_encoder.enabled:
+        raise ConfigError(f"{source}: data.future_turns={cfg.data.future_turns} is read by the trainable text slot "
+                          f"only: set model.text_encoder.enabled=true (the prompt quotes earlier turns alone)")
+    if cfg.data.future_turns and cfg.data.corpus not in ("meld", "iemocap"):
+        raise ConfigError(f"{source}: data.future_turns={cfg.data.future_turns}: the {cfg.data.corpus} reader gives "
+                          f"no later turns (meld and iemocap do)")
     for name in cfg.data.modalities:
         frame = registry.get(name).source == "frame"
         if frame and cfg.model.vision.kind == "none":

@@ -322,6 +322,10 @@ class DataConfig:
     """Put the spoken line into the prompt ("The person in video says: ...")."""
     context_turns: int = 0
     """Earlier utterances of the dialogue quoted in the prompt (0: none)."""
+    future_turns: int = 0
+    """Later utterances, nearest first, that the trainable text slot also reads (0: none): the offline setting
+    of conversation emotion recognition, where the whole dialogue is known. Needs ``model.text_encoder.enabled``
+    and a corpus whose reader gives later turns (MELD, IEMOCAP); a served clip has none."""
     few_shot: int = 0
     """Answered examples from the training split put before each ``emotion`` question as earlier turns, one per
     label in label order, at most this many (0: none; ``prompts.pick_shots``). An evaluation study for a real LLM;

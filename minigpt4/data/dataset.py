@@ -56,13 +56,14 @@ class ExampleSpec:
     instruction: int | None = None
     transcript: bool = True
     context_turns: int = 0
+    future_turns: int = 0
     label_mode: str = "single"
     prompt_pool: tuple[str, ...] | None = None
 
     @classmethod
     def of(cls, data: DataConfig) -> ExampleSpec:
         return cls(tuple(data.modalities), str(data.ablation), tuple(map(str, data.tasks)), data.instruction,
-                   data.transcript, data.context_turns, str(data.label_mode),
+                   data.transcript, data.context_turns, data.future_turns, str(data.label_mode),
                    None if data.prompt_pool is None else tuple(data.prompt_pool))
 
 
@@ -164,12 +165,13 @@ class EmotionDataset(Dataset):
         return [len(self._text_input(s, s.context[-turns:] if turns else ()).input_ids) for s in self.samples]
 
     def _text_input(self, sample: Sample, context: Sequence[str]):
-        """MiniLM ids of context + utterance for the trainable text slot (None when the slot reads features)."""
+        """MiniLM ids of context + utterance (+ later turns) for the trainable text slot (None when the slot reads
+        features)."""
         if self.dialogue is None:
             return None
         if not sample.text:
             raise ValueError(f"sample {sample.id}: the text encoder needs a transcript, the corpus gave none")
-        return self.dialogue.encode(sample.text, sample.speaker, context)
+        return self.dialogue.encode(sample.text, sample.speaker, context, sample.following[:self.spec.future_turns])
 
 
 def pool_tokens(arr: np.ndarray, tokens: int, sample_id: str, name: str) -> np.ndarray:

@@ -1,8 +1,10 @@
 """Encoder input for the trainable text slot: earlier turns and the utterance, tokenised for MiniLM.
 
 Layout (a BERT sentence pair): ``[CLS] turn_1 [SEP] ... turn_k [SEP] speaker: utterance [SEP]``, token type 0
-for the context, 1 for the utterance. When it does not fit in ``max_length`` whole turns are dropped, oldest
-first; the utterance is always kept (cut at its end only when it alone exceeds the budget).
+for the context, 1 for the utterance; later turns (``data.future_turns``) follow as ``later_1 [SEP] ...`` with
+token type 0. When it does not fit in ``max_length`` whole turns are dropped: earlier turns are kept newest
+first, then later turns nearest first in what is left; the utterance is always kept (cut at its end only when
+it alone exceeds the budget).
 """
 from __future__ import annotations
 
@@ -34,21 +36,28 @@ class DialogueTokenizer:
         self.max_length = max_length
         self.pad_id = self.tokenizer.pad_token_id
 
-    def encode(self, utterance: str, speaker: str | None, context: Sequence[str]) -> EncoderInput:
-        """Ids and token types for one sample; ``context`` holds earlier turns oldest first."""
+    def encode(self, utterance: str, speaker: str | None, context: Sequence[str],
+               following: Sequence[str] = ()) -> EncoderInput:
+        """Ids and token types for one sample; ``context`` holds earlier turns oldest first, ``following`` later
+        turns nearest first."""
         tok = self.tokenizer
         line = f"{speaker}: {utterance}" if speaker else utterance
-        pieces = tok([line, *context], add_special_tokens=False)["input_ids"]
+        pieces = tok([line, *context, *following], add_special_tokens=False)["input_ids"]
         cls, sep = tok.cls_token_id, tok.sep_token_id
-        said, turns = pieces[0][:self.max_length - 2], pieces[1:]
+        said = pieces[0][:self.max_length - 2]
+        earlier, later = pieces[1:1 + len(context)], pieces[1 + len(context):]
+        budget = self.max_length - len(said) - 2  # [CLS] and the utterance's [SEP]
         kept: list[int] = []
         count = 0
-        for turn in reversed(turns):  # newest first: the oldest turns are the ones left out
-            candidate = turn + ([sep] + kept if kept else [])
-            if len(said) + len(candidate) + 3 > self.max_length:
+        for turn in reversed(earlier):  # newest first: the oldest turns are the ones left out
+            if len(turn) + 1 + len(kept) > budget:
                 break
-            kept, count = candidate, count + 1
-        if not kept:
-            return EncoderInput([cls, *said, sep], [0] * (len(said) + 2), 0)
-        ids = [cls, *kept, sep, *said, sep]
-        return EncoderInput(ids, [0] * (len(kept) + 2) + [1] * (len(said) + 1), count)
+            kept, count = turn + [sep] + kept, count + 1
+        after: list[int] = []
+        for turn in later:  # nearest first
+            if len(kept) + len(after) + len(turn) + 1 > budget:
+                break
+            after += turn + [sep]
+        own = 1 if kept or after else 0  # alone, the utterance keeps type 0 (a single sentence)
+        ids = [cls, *kept, *said, sep, *after]
+        return EncoderInput(ids, [0] * (len(kept) + 1) + [own] * (len(said) + 1) + [0] * len(after), count)

@@ -21,6 +21,8 @@ class Sample:
     """Video or frame file for the image modality."""
     context: tuple[str, ...] = ()
     """Earlier utterances of the same dialogue, oldest first, each as ``speaker: text``."""
+    following: tuple[str, ...] = ()
+    """Later utterances of the same dialogue, nearest first, as ``speaker: text`` (MELD, IEMOCAP)."""
     speaker: str | None = None
     """Who says the utterance (dialogue corpora); the text encoder reads ``speaker: text``."""
     split: str | None = None

@@ -8,6 +8,7 @@ for the ``reason`` task, ``generate``. So a served clip is never seen differentl
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import threading
 import time
@@ -56,6 +57,8 @@ WAVEFORM_POINTS = 240
 """Envelope bins sent to the page for the waveform plot."""
 
 __all__ = ["Example", "MediaError", "Predictor", "example_clips", "load_predict_config", "with_checkpoint"]
+
+log = logging.getLogger(__name__)
 
 
 class ClientGone(Exception):
@@ -211,6 +214,10 @@ class Predictor:
         if cfg.data.few_shot:
             raise ConfigError(f"data.few_shot={cfg.data.few_shot}: few-shot examples come from a corpus's training "
                               "split, an evaluation study (eval_emotion.py); serve the checkpoint without it")
+        if cfg.data.future_turns:
+            log.warning("data.future_turns=%d: this checkpoint was trained reading later turns of the dialogue; "
+                        "a served clip has none, so its answers may be less accurate than its evaluation's",
+                        cfg.data.future_turns)
         self.cfg = cfg
         self.label_set = label_set_of(cfg.data)
         self.extractors, self.decode = checkpoint_extractors(cfg)

@@ -233,7 +233,8 @@ def read_release(root: Path, data_cfg: DataConfig, opts: dict, setup: str) -> Re
                 samples.append(Sample(
                     id=ev.id, labels=labels, text=text or None, group=session_dir.name,
                     media=str(session_dir / "dialog" / "avi" / "DivX" / f"{dialog}.avi"),
-                    context=tuple(lines[:order[ev.id]]) if ev.id in order else (), split=split,
+                    context=tuple(lines[:order[ev.id]]) if ev.id in order else (),
+                    following=tuple(lines[order[ev.id] + 1:]) if ev.id in order else (), split=split,
                     speaker=_speaker(ev.id),
                     meta={"consensus": ev.code, "votes": dict(votes), "vad": ev.vad, "self_rating": ev.self_rating,
                           "segment": (ev.start, ev.end), "side": side(ev.id), "dialog": dialog,

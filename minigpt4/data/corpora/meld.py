@@ -104,10 +104,12 @@ def read_split(path: Path, split: str, video_dir: Path, require_text: bool, labe
     for r in rows:
         by_dialogue[r[0]].append(r)
     context: dict[tuple[int, int], tuple[str, ...]] = {}
+    following: dict[tuple[int, int], tuple[str, ...]] = {}
     for dia, turns in by_dialogue.items():
         turns.sort(key=lambda r: r[1])
-        for i, (_, utt, _, text, speaker, _, _) in enumerate(turns):
-            context[dia, utt] = tuple(context_line(t[4], t[3] or "") for t in turns[:i])
+        lines = [context_line(t[4], t[3] or "") for t in turns]
+        for i, (_, utt, *_rest) in enumerate(turns):
+            context[dia, utt], following[dia, utt] = tuple(lines[:i]), tuple(lines[i + 1:])
 
     samples, seen = [], {}
     for dia, utt, label, text, speaker, row, line in rows:
@@ -118,7 +120,8 @@ def read_split(path: Path, split: str, video_dir: Path, require_text: bool, labe
         seen[sid] = line
         samples.append(Sample(
             id=sid, labels=(label,), text=text, group=f"{split}_dia{dia}",
-            media=str(video_dir / f"dia{dia}_utt{utt}.mp4"), context=context[dia, utt], split=split,
+            media=str(video_dir / f"dia{dia}_utt{utt}.mp4"), context=context[dia, utt],
+            following=following[dia, utt], split=split,
             speaker=speaker or None,
             meta={"speaker": speaker, "sentiment": row.get("Sentiment"), "season": row.get("Season"),
                   "episode": row.get("Episode"), "start": row.get("StartTime"), "end": row.get("EndTime"),
