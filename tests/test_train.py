@@ -61,6 +61,20 @@ def test_loss_falls_and_run_folder_layout(tmp_path: Path) -> None:
     build_model(cfg)
 
 
+def test_average_last_publishes_the_mean_of_the_last_checkpoints(tmp_path: Path) -> None:
+    final = fit(cfg_for(tmp_path, "run.max_steps=30", "run.lr=1e-2", "run.eval_every=10", "run.keep_last=1",
+                        "run.average_last=2"))
+    folders = {p.name: p for p in ckpt.step_folders(tmp_path / "checkpoints")}
+    assert {"step_20", "step_30"} <= set(folders)  # both kept although keep_last=1
+    a, b, got = weights(folders["step_20"]), weights(folders["step_30"]), weights(final)
+    assert got.keys() == a.keys() and any(not torch.equal(a[k], b[k]) for k in a)
+    for key in a:
+        torch.testing.assert_close(got[key], (a[key] + b[key]) / 2, rtol=0, atol=1e-6)
+    assert "mean of step_20, step_30, val accuracy" in (tmp_path / "train.log").read_text()
+    with pytest.raises(ConfigError, match="run.average_last=2 averages .* set run.eval_every above 0"):
+        fit(cfg_for(tmp_path / "none", "run.max_steps=4", "run.average_last=2"))
+
+
 def test_resume_equals_uninterrupted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     args = ("run.max_steps=6", "run.save_every=3", "run.grad_accum=2", "run.batch_size=4")
     fit(cfg_for(tmp_path / "a", *args))

@@ -21,7 +21,7 @@ import re
 import shutil
 from pathlib import Path
 from pickle import UnpicklingError
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -207,6 +207,27 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state(state["cuda"])
 
 
+def average_weights(folders: Sequence[Path]) -> dict[str, torch.Tensor]:
+    """Mean of the checkpoints' trainable tensors (summed in float64, cast back); every checkpoint must hold the
+    same keys and shapes, and integer tensors must agree."""
+    tensors = [load_file(str(weights_file(f))) for f in folders]
+    first = tensors[0]
+    for folder, other in zip(folders[1:], tensors[1:]):
+        if other.keys() != first.keys() or any(other[k].shape != first[k].shape for k in first):
+            raise CheckpointError(f"{folder}: its weights differ in keys or shapes from {folders[0]}'s; "
+                                  f"only checkpoints of one run can be averaged")
+    mean = {}
+    for key, value in first.items():
+        if value.is_floating_point():
+            mean[key] = (sum(t[key].double() for t in tensors) / len(tensors)).to(value.dtype)
+        elif all(torch.equal(t[key], value) for t in tensors):
+            mean[key] = value
+        else:
+            raise CheckpointError(f"{key}: an integer tensor that differs between {folders[0]} and later "
+                                  f"checkpoints cannot be averaged")
+    return mean
+
+
 def step_folders(root: str | Path) -> list[Path]:
     """Finished ``step_<N>`` folders under ``root``, oldest step first (temporary folders never match)."""
     root = Path(root)
@@ -216,10 +237,12 @@ def step_folders(root: str | Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-def prune(root: str | Path, keep_last: int, keep: Path | None = None) -> None:
-    """Delete step folders except the newest ``keep_last`` and ``keep`` (the best so far)."""
+def prune(root: str | Path, keep_last: int, keep: Sequence[Path] = ()) -> None:
+    """Delete step folders except the newest ``keep_last`` and those in ``keep`` (the best so far, the ones
+    ``run.average_last`` averages)."""
     folders = step_folders(root)
     survivors = set(folders[-keep_last:]) if keep_last > 0 else set()
+    kept = {k.resolve() for k in keep}
     for folder in folders:
-        if folder not in survivors and (keep is None or folder.resolve() != keep.resolve()):
+        if folder not in survivors and folder.resolve() not in kept:
             shutil.rmtree(folder)

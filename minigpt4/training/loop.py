@@ -32,6 +32,7 @@ from typing import Iterator
 import numpy as np
 import torch
 from omegaconf import DictConfig
+from safetensors.torch import save as save_safetensors
 from torch.utils.data import Sampler
 from tqdm import tqdm
 
@@ -40,6 +41,7 @@ from minigpt4.data.batch import Batch
 from minigpt4.data.collate import Collator
 from minigpt4.data.dataset import EmotionDataset
 from minigpt4.data.pipeline import prepare_data
+from minigpt4.evaluation.evaluate import evaluate_dataset
 from minigpt4.models import checkpoint as ckpt
 from minigpt4.models.build import build_model
 from minigpt4.models.feature_norms import set_feature_norms
@@ -49,7 +51,7 @@ from minigpt4.runtime.run_lock import RunLock
 from minigpt4.training.engine import Engine, make_engine
 from minigpt4.training.monitor import MetricsLog, StopOnSignal, Throughput
 from minigpt4.training.sampling import epoch_loader, make_sampler
-from minigpt4.training.validation import Progress, choose_score_decision, run_validation
+from minigpt4.training.validation import Progress, choose_score_decision, run_validation, tune_head_thresholds
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +143,8 @@ def _fit(cfg: DictConfig, info: dist.DistInfo, out: Path, stop: StopOnSignal) ->
         if data.val_set is not None and ((run.eval_every and step % run.eval_every == 0) or last):
             improved = run_validation(data.model, data.val_set, cfg, info, engine, progress, metrics_log, epoch)
         stopping = stop.requested(info)
-        if stopping or last or improved or (run.save_every and step % run.save_every == 0):
+        averaged = run.average_last and averaged_step(step, run, data.total_steps)
+        if stopping or last or improved or averaged or (run.save_every and step % run.save_every == 0):
             save_checkpoint(ckpt_dir / f"step_{step}", data, cfg, info, engine, progress)
         if stopping:
             log.warning("stopped by %s after step %d; checkpoint %s", stop.name, step, ckpt_dir / f"step_{step}")
@@ -170,6 +173,9 @@ def prepare_training(cfg: DictConfig, info: dist.DistInfo) -> TrainData:
     val_set = data.dataset("val", cfg, model) if data.splits["val"] else None
     if val_set is None:
         log.warning("no validation split: final/ will be the last checkpoint")
+    if run.average_last and not run.eval_every:
+        raise ConfigError(f"run.average_last={run.average_last} averages the checkpoints taken every run.eval_every "
+                          f"steps: set run.eval_every above 0")
     sampler = make_sampler(train_set, run, info)
     micro_per_epoch = len(sampler) // run.batch_size
     steps_per_epoch = micro_per_epoch // run.grad_accum
@@ -229,17 +235,34 @@ def save_checkpoint(folder: Path, data: TrainData, cfg: DictConfig, info: dist.D
     if info.is_main:
         ckpt.write_checkpoint(folder, data.model, cfg, state, tmp=tmp)
         best = progress.best["step"]
-        ckpt.prune(folder.parent, cfg.run.keep_last, keep=folder.parent / f"step_{best}" if best else None)
+        keep = [folder.parent / f"step_{best}"] if best else []
+        if cfg.run.average_last:
+            keep += averaged_folders(folder.parent, cfg.run, data.total_steps)
+        ckpt.prune(folder.parent, cfg.run.keep_last, keep=keep)
     dist.barrier()
+
+
+def averaged_step(step: int, run: RunConfig, total_steps: int) -> bool:
+    """Whether ``run.average_last`` counts the checkpoint of ``step``: every ``eval_every`` steps and the last."""
+    return step % run.eval_every == 0 or step == total_steps
+
+
+def averaged_folders(ckpt_dir: Path, run: RunConfig, total_steps: int) -> list[Path]:
+    """The newest ``run.average_last`` checkpoints that ``run.average_last`` counts."""
+    counted = [f for f in ckpt.step_folders(ckpt_dir) if averaged_step(int(f.name[5:]), run, total_steps)]
+    return counted[-run.average_last:]
 
 
 def publish_final(out: Path, ckpt_dir: Path, progress: Progress, data: TrainData, cfg: DictConfig,
                   info: dist.DistInfo) -> Path:
-    """Export the best-on-validation checkpoint (else the last) as ``final/`` (with the multi-label decision)."""
+    """Export the best-on-validation checkpoint (else the last), or with ``run.average_last`` the mean of the
+    last checkpoints, as ``final/`` (with the multi-label decision)."""
     best = progress.best
-    chosen = ckpt_dir / f"step_{best['step'] if best['step'] is not None else progress.step}"
     final = out / "final"
-    if info.is_main:
+    if cfg.run.average_last:
+        publish_average(final, averaged_folders(ckpt_dir, cfg.run, data.total_steps), data, cfg, info)
+    elif info.is_main:
+        chosen = ckpt_dir / f"step_{best['step'] if best['step'] is not None else progress.step}"
         ckpt.export_final(chosen, final)
         log.info("final checkpoint %s (from %s%s)", final, chosen.name,
                  f", val {cfg.run.best_metric} {best['value']:.4f}" if best["value"] is not None else "")
@@ -248,3 +271,24 @@ def publish_final(out: Path, ckpt_dir: Path, progress: Progress, data: TrainData
         # (a classifier head's per-class thresholds were tuned at validation and travel in its weights)
         choose_score_decision(data.model, final, data.val_set, cfg, info)
     return final
+
+
+def publish_average(final: Path, folders: list[Path], data: TrainData, cfg: DictConfig, info: dist.DistInfo) -> None:
+    """``final/`` = the mean of ``folders``' weights, validated once (a multi-label classifier's thresholds are
+    tuned again for the mean weights)."""
+    staged = final.parent / ".average.safetensors"
+    if info.is_main:
+        ckpt.write_bytes(staged, save_safetensors(ckpt.average_weights(folders)))
+    dist.barrier()
+    model = data.model
+    ckpt.load_trainable(model, staged)
+    summary = ""
+    if data.val_set is not None:
+        if model.head is not None and model.head.multi_label:
+            tune_head_thresholds(model, data.val_set, cfg.eval.batch_size, cfg.run.num_workers, info)
+        metrics = evaluate_dataset(model, data.val_set, cfg, split="val")
+        summary = f", val {cfg.run.best_metric} {float(metrics[cfg.run.best_metric]):.4f}"
+    if info.is_main:
+        ckpt.write_checkpoint(final, model, cfg)
+        staged.unlink()
+        log.info("final checkpoint %s (mean of %s%s)", final, ", ".join(f.name for f in folders), summary)
