@@ -27,7 +27,7 @@ from minigpt4.data.splits import select_splits  # noqa: E402
 
 def main(overrides: list[str]) -> int:
     cfg = load_config(REPO / "train_configs" / "meld_text_classifier.yaml",
-                      ["model.text_encoder.enabled=false", *overrides])
+                      ["model.text_encoder.enabled=false", "run.group_by_length=false", *overrides])
     corpus = load_corpus(cfg.data, ["text"], {"text": cfg.model.features.text.dim}, cached_text=True)
     splits = select_splits(corpus.samples, seed=cfg.run.seed, val_fraction=cfg.data.val_fraction)
     train, val = splits["train"], splits["val"]

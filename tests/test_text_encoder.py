@@ -124,12 +124,13 @@ def test_length_grouped_batches_cover_the_epoch_and_pad_less() -> None:
 
 
 def test_length_grouping_needs_the_text_encoder_and_not_the_weighted_sampler() -> None:
-    cfg = load_config(None, ["model.head=classifier", "model.vision.kind=none", "data.modalities=[text]",
-                             "run.group_by_length=true"])
+    with pytest.raises(ConfigError, match="run.group_by_length groups text-encoder inputs by length"):
+        load_config(None, ["run.group_by_length=true"])
+    cfg = load_config(None, ["model.head=classifier", "model.vision.kind=none", "data.modalities=[text]"])
     model = build_model(cfg)
     train = prepare_data(cfg, model).dataset("train", cfg, model, train=True)
     with pytest.raises(ValueError, match="needs model.text_encoder.enabled"):
-        make_sampler(train, cfg.run, DistInfo(0, 1, 0, torch.device("cpu")))
+        train.text_lengths()
     with pytest.raises(ConfigError, match="run.balance=sampler"):
         make_sampler(train, load_config(None, ["run.group_by_length=true", "run.balance=sampler"]).run,
                      DistInfo(0, 1, 0, torch.device("cpu")))

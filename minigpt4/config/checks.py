@@ -74,6 +74,9 @@ def check_config(cfg: Config, source: str, cli_keys: frozenset[str] = frozenset(
     for name in cfg.model.features:
         if name not in registry.FEATURE_MODALITIES:
             raise ConfigError(f"{source}: model.features has unknown feature modality {name!r}")
+    if cfg.run.group_by_length and not cfg.model.text_encoder.enabled:
+        raise ConfigError(f"{source}: run.group_by_length groups text-encoder inputs by length: set "
+                          f"model.text_encoder.enabled=true, or run.group_by_length=false")
     if cfg.data.future_turns and not cfg.model.text_encoder.enabled:
         raise ConfigError(f"{source}: data.future_turns={cfg.data.future_turns} is read by the trainable text slot "
                           f"only: set model.text_encoder.enabled=true (the prompt quotes earlier turns alone)")
