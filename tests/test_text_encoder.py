@@ -132,7 +132,8 @@ def test_length_grouping_needs_the_text_encoder_and_not_the_weighted_sampler() -
     with pytest.raises(ValueError, match="needs model.text_encoder.enabled"):
         train.text_lengths()
     with pytest.raises(ConfigError, match="run.balance=sampler"):
-        make_sampler(train, load_config(None, ["run.group_by_length=true", "run.balance=sampler"]).run,
+        make_sampler(train, load_config(None, ["run.group_by_length=true", "run.balance=sampler",
+                                             "model.text_encoder.enabled=true"]).run,
                      DistInfo(0, 1, 0, torch.device("cpu")))
 
 
@@ -209,6 +210,24 @@ def test_shipped_meld_text_configs_train_and_evaluate(tmp_path: Path, name: str)
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["n_samples"] == 8 and 0.0 <= metrics["weighted_f1"] <= 1.0
     assert {"fear", "disgust"} <= set(metrics["per_class"])
+
+
+@needs_meld
+def test_slot_probe_prints_the_head_beside_a_probe_on_its_slot(tmp_path: Path, capsys) -> None:
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("slot_probe", ROOT / "bench" / "slot_probe.py")
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    quick = [f"run.output_dir={tmp_path / 'run'}", "run.max_steps=2", "run.batch_size=4", "run.eval_every=1",
+             "run.average_last=0", "model.text_encoder.max_length=32"]
+    final = fit(meld_cfg(ROOT / "train_configs" / "meld_text.yaml", *quick))
+    assert probe.main(["--checkpoint", str(final), *MELD_DEV]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = {line.split(" | ")[0]: [float(x) for x in line.strip("| ").split(" | ")[1:]] for line in lines
+            if line.startswith("| the checkpoint's own") or line.startswith("| logistic")}
+    own, probed = rows["| the checkpoint's own LLM head (label scoring)"], rows["| logistic-regression probe"]
+    assert all(0.0 <= v <= 1.0 for v in own + probed)
+    assert lines[-1].startswith("ratio: ") and float(lines[-1][7:]) == pytest.approx(own[0] / probed[0], abs=0.02)
 
 
 @needs_meld
