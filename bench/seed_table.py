@@ -5,7 +5,7 @@ spread is printed as a tie (rule: ``minigpt4/evaluation/spread.py``).
     python bench/seed_table.py [--metric weighted_f1] NAME=PATTERN [NAME=PATTERN ...]
 
 PATTERN is a glob of ``metrics.json`` files or of the folders holding them (quote it), one per seed, e.g.
-``"classifier=runs/meld_cls_seed*/eval"``. The output is the markdown table; its last line counts the ties.
+``"classifier=runs/meld_cls/seed_*/eval"``. The output is the markdown table; its last line counts the ties.
 """
 from __future__ import annotations
 

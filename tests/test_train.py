@@ -71,8 +71,9 @@ def test_average_last_publishes_the_mean_of_the_last_checkpoints(tmp_path: Path)
     for key in a:
         torch.testing.assert_close(got[key], (a[key] + b[key]) / 2, rtol=0, atol=1e-6)
     assert "mean of step_20, step_30, val accuracy" in (tmp_path / "train.log").read_text()
-    with pytest.raises(ConfigError, match="run.average_last=2 averages .* set run.eval_every above 0"):
-        fit(cfg_for(tmp_path / "none", "run.max_steps=4", "run.average_last=2"))
+    only = fit(cfg_for(tmp_path / "last", "run.max_steps=4", "run.average_last=2"))  # eval_every=0: the last only
+    assert "(mean of step_4, val accuracy" in (tmp_path / "last" / "train.log").read_text()
+    assert all(torch.equal(weights(only)[k], v) for k, v in weights(tmp_path / "last" / "checkpoints" / "step_4").items())
 
 
 def test_resume_equals_uninterrupted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

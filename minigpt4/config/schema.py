@@ -384,8 +384,8 @@ class RunConfig:
     best_metric: str = "accuracy"
     average_last: int = 0
     """``final/`` is the mean of the trainable weights of the last N checkpoints taken every ``eval_every`` steps
-    (the last step's included), instead of the best-on-validation one (0). Picks nothing on the validation
-    split, and is steadier across seeds than one validation's best."""
+    (the last step's included; fewer when the run took fewer), instead of the best-on-validation one (0). Picks
+    nothing on the validation split, and is steadier across seeds than one validation's best."""
     save_every: int = 0
     keep_last: int = 2
     resume: bool = False

@@ -173,9 +173,6 @@ def prepare_training(cfg: DictConfig, info: dist.DistInfo) -> TrainData:
     val_set = data.dataset("val", cfg, model) if data.splits["val"] else None
     if val_set is None:
         log.warning("no validation split: final/ will be the last checkpoint")
-    if run.average_last and not run.eval_every:
-        raise ConfigError(f"run.average_last={run.average_last} averages the checkpoints taken every run.eval_every "
-                          f"steps: set run.eval_every above 0")
     sampler = make_sampler(train_set, run, info)
     micro_per_epoch = len(sampler) // run.batch_size
     steps_per_epoch = micro_per_epoch // run.grad_accum
@@ -243,12 +240,14 @@ def save_checkpoint(folder: Path, data: TrainData, cfg: DictConfig, info: dist.D
 
 
 def averaged_step(step: int, run: RunConfig, total_steps: int) -> bool:
-    """Whether ``run.average_last`` counts the checkpoint of ``step``: every ``eval_every`` steps and the last."""
-    return step % run.eval_every == 0 or step == total_steps
+    """Whether ``run.average_last`` counts the checkpoint of ``step``: every ``eval_every`` steps (when set) and
+    the last."""
+    return step == total_steps or bool(run.eval_every and step % run.eval_every == 0)
 
 
 def averaged_folders(ckpt_dir: Path, run: RunConfig, total_steps: int) -> list[Path]:
-    """The newest ``run.average_last`` checkpoints that ``run.average_last`` counts."""
+    """The newest ``run.average_last`` checkpoints that ``run.average_last`` counts (fewer when the run took
+    fewer: with ``eval_every: 0`` only the last; the log line of ``final/`` names them)."""
     counted = [f for f in ckpt.step_folders(ckpt_dir) if averaged_step(int(f.name[5:]), run, total_steps)]
     return counted[-run.average_last:]
 
