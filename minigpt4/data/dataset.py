@@ -138,7 +138,7 @@ class EmotionDataset(Dataset):
             if not sample.text:
                 raise ValueError(f"sample {sample.id}: data.transcript is true but the sample has no transcript")
             transcript = sample.text
-        context = sample.context[-self.spec.context_turns:] if self.spec.context_turns else ()
+        context = self._context(sample)
         prompt = self.builder.build(task, instruction, self.slots, transcript, context)
         labels = sample.labels if self.label_mode == "multi" else sample.labels[:1]
         target = np.zeros(len(self.corpus.label_set.labels), np.float32)
@@ -161,8 +161,11 @@ class EmotionDataset(Dataset):
         if self.dialogue is None:
             raise ValueError("run.group_by_length groups text-encoder inputs: it needs model.text_encoder.enabled "
                              "and the text modality fed (data.modalities)")
-        turns = self.spec.context_turns
-        return [len(self._text_input(s, s.context[-turns:] if turns else ()).input_ids) for s in self.samples]
+        return [len(self._text_input(s, self._context(s)).input_ids) for s in self.samples]
+
+    def _context(self, sample: Sample) -> tuple[str, ...]:
+        """The earlier turns a sample's example quotes (``data.context_turns`` newest)."""
+        return sample.context[-self.spec.context_turns:] if self.spec.context_turns else ()
 
     def _text_input(self, sample: Sample, context: Sequence[str]):
         """MiniLM ids of context + utterance (+ later turns) for the trainable text slot (None when the slot reads

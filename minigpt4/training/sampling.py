@@ -15,50 +15,51 @@ from minigpt4.data.dataset import EmotionDataset, class_weights
 from minigpt4.runtime import dist
 
 
-class WeightedShardSampler(Sampler[int]):
+class SeededShardSampler(Sampler[int]):
+    """A rank's ``per_rank`` indices of an order drawn from (seed, epoch) only (see :meth:`generator`)."""
+
+    def __init__(self, per_rank: int, seed: int, rank: int, world: int) -> None:
+        self.per_rank, self.seed, self.rank, self.world, self.epoch = per_rank, seed, rank, world, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.per_rank
+
+    def generator(self) -> torch.Generator:
+        return torch.Generator().manual_seed(self.seed + self.epoch)
+
+
+class WeightedShardSampler(SeededShardSampler):
     """Inverse-class-frequency sampling with replacement (``run.balance: sampler``), sharded across ranks.
 
     The draw depends on (seed, epoch) only: every rank draws the same global sequence and keeps its stride.
     """
 
     def __init__(self, labels: list[str], seed: int, rank: int, world: int) -> None:
+        super().__init__(math.ceil(len(labels) / world), seed, rank, world)
         weights = class_weights(labels)
         self.weights = torch.tensor([weights[label] for label in labels], dtype=torch.double)
-        self.seed, self.rank, self.world, self.epoch = seed, rank, world, 0
-        self.per_rank = math.ceil(len(labels) / world)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.per_rank
 
     def __iter__(self) -> Iterator[int]:
-        g = torch.Generator().manual_seed(self.seed + self.epoch)
-        drawn = torch.multinomial(self.weights, self.per_rank * self.world, replacement=True, generator=g)
+        drawn = torch.multinomial(self.weights, self.per_rank * self.world, replacement=True,
+                                  generator=self.generator())
         return iter(drawn[self.rank::self.world].tolist())
 
 
-class LengthGroupedShardSampler(Sampler[int]):
+class LengthGroupedShardSampler(SeededShardSampler):
     """``run.group_by_length``: a seeded shuffle cut into mega-batches sorted by length (transformers'
     ``get_length_grouped_indices``), so each batch pads to about its own length. Sharded batch-wise: rank ``r``
     takes the ``r``-th ``batch_size`` slice of every ``world * batch_size`` run, so every rank's batches stay
     grouped. The order depends on (seed, epoch) only."""
 
     def __init__(self, lengths: list[int], batch_size: int, seed: int, rank: int, world: int) -> None:
+        super().__init__(len(lengths) // (batch_size * world) * batch_size, seed, rank, world)
         self.lengths, self.batch_size = lengths, batch_size
-        self.seed, self.rank, self.world, self.epoch = seed, rank, world, 0
-        self.per_rank = len(lengths) // (batch_size * world) * batch_size
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.per_rank
 
     def __iter__(self) -> Iterator[int]:
-        g = torch.Generator().manual_seed(self.seed + self.epoch)
-        order = get_length_grouped_indices(self.lengths, self.batch_size * self.world, generator=g)
+        order = get_length_grouped_indices(self.lengths, self.batch_size * self.world, generator=self.generator())
         span, bs = self.batch_size * self.world, self.batch_size
         mine = [order[i + self.rank * bs:i + (self.rank + 1) * bs] for i in range(0, self.per_rank * self.world, span)]
         return iter([i for batch in mine for i in batch])
