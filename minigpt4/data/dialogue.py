@@ -1,6 +1,8 @@
-"""Encoder input for the trainable text slot: earlier turns and the utterance, tokenised for MiniLM.
+"""Encoder input for the trainable text slot: earlier turns and the utterance, tokenised by the encoder's own
+tokenizer (``model.text_encoder.name``).
 
-Layout (a BERT sentence pair): ``[CLS] turn_1 [SEP] ... turn_k [SEP] speaker: utterance [SEP]``, token type 0
+Layout (a BERT sentence pair): ``[CLS] turn_1 [SEP] ... turn_k [SEP] speaker: utterance [SEP]`` (with the
+encoder's own start and separator tokens, ``<s>`` and ``</s>`` for MPNet), token type 0
 for the context, 1 for the utterance; later turns (``data.future_turns``) follow as ``later_1 [SEP] ...`` with
 token type 0. When it does not fit in ``max_length`` whole turns are dropped: earlier turns are kept newest
 first, then later turns nearest first in what is left; the utterance is always kept (cut at its end only when
@@ -8,16 +10,15 @@ it alone exceeds the budget).
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Sequence
 
-from minigpt4.features.minilm import load_tokenizer
+from minigpt4.features.text_encoders import load_tokenizer
 
 
 @dataclass(frozen=True)
 class EncoderInput:
-    """MiniLM token ids of context + utterance for the trainable text slot."""
+    """Encoder token ids of context + utterance for the trainable text slot."""
     input_ids: list[int]
     token_type_ids: list[int]
     turns: int
@@ -25,14 +26,12 @@ class EncoderInput:
 
 
 class DialogueTokenizer:
-    """MiniLM's own tokenizer (packaged with its weights) plus the truncation rule above."""
+    """The encoder's own tokenizer (shipped with its weights) plus the truncation rule above."""
 
-    def __init__(self, max_length: int) -> None:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
+    def __init__(self, max_length: int, encoder: str = "minilm") -> None:
         if max_length < 4:
             raise ValueError(f"model.text_encoder.max_length={max_length}: at least 4 tokens are needed")
-        self.tokenizer = load_tokenizer()
+        self.tokenizer = load_tokenizer(encoder)
         self.max_length = max_length
         self.pad_id = self.tokenizer.pad_token_id
 

@@ -70,5 +70,5 @@ def prepare_data(cfg: DictConfig, model: PromptLayout, modalities: Sequence[str]
                  "; ".join(f"{s.transcript!r} -> {s.answer}" for s in shots))
     builder = PromptBuilder.for_model(model.tokenizer, dict(model.slot_tokens), cfg.model, shots)
     log.info("corpus %s: %s", corpus.name, ", ".join(f"{k} {len(v)}" for k, v in splits.items()))
-    dialogue = DialogueTokenizer(encoder.max_length) if encoder.enabled else None
+    dialogue = DialogueTokenizer(encoder.max_length, encoder.name) if encoder.enabled else None
     return RunData(corpus, splits, builder, dialogue)

@@ -110,7 +110,7 @@ def wrap_lora(model: PreTrainedModel, lora: LoraSettings) -> PreTrainedModel:
 def assemble(model_cfg: ModelConfig, llm: PreTrainedModel | None, tokenizer: PreTrainedTokenizerBase | None,
              vision: FrameEncoder | None, head: ClassifierHead | None = None) -> EmotionLLaMA:
     """EmotionLLaMA around a built backbone (or classifier head) and frame encoder, with the projectors
-    ``model.features`` names and, when ``model.text_encoder.enabled``, the trainable MiniLM text slot.
+    ``model.features`` names and, when ``model.text_encoder.enabled``, the trainable text slot.
 
     Every configured projector is built whatever data.modalities says, so one checkpoint serves every
     modality ablation; a dropped modality simply never reaches its projector.
@@ -121,6 +121,10 @@ def assemble(model_cfg: ModelConfig, llm: PreTrainedModel | None, tokenizer: Pre
         if "text" not in feats:
             raise ConfigError("model.text_encoder.enabled needs model.features.text (its tokens and projector)")
         text_encoder = TextEncoder(model_cfg.text_encoder, feats["text"].tokens)
+        if feats["text"].dim != text_encoder.dim:
+            raise ConfigError(f"model.features.text.dim={feats['text'].dim}, but model.text_encoder.name="
+                              f"{model_cfg.text_encoder.name} gives {text_encoder.dim}-wide states: set "
+                              f"model.features.text.dim={text_encoder.dim}")
     return EmotionLLaMA(
         llm, tokenizer, vision,
         feature_dims={k: m.dim for k, m in feats.items()},
