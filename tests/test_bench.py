@@ -40,3 +40,15 @@ def test_logits_to_keep_starts_just_before_the_earliest_answer():
     assert answer_logits_to_keep(labels) == 7  # positions 3..9: position 3 predicts the first answer token
     labels[1, 0] = 1
     assert answer_logits_to_keep(labels) == 10
+
+
+def test_bf16_bench_times_both_precisions_on_the_same_batch(capsys):
+    spec = importlib.util.spec_from_file_location("bench_bf16", REPO / "bench" / "bf16_encoder.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--encoder", "minilm", "--steps", "1", "--length", "8"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = {line.split(" | ")[0].strip("| "): float(line.split(" | ")[1]) for line in lines[3:5]}
+    assert set(rows) == {"fp32", "bf16 autocast"} and all(v > 0 for v in rows.values())
+    assert lines[-1].startswith("ratio: ")
+    assert abs(float(lines[-1][7:]) - rows["fp32"] / rows["bf16 autocast"]) < 0.05
