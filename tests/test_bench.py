@@ -52,3 +52,18 @@ def test_bf16_bench_times_both_precisions_on_the_same_batch(capsys):
     assert set(rows) == {"fp32", "bf16 autocast"} and all(v > 0 for v in rows.values())
     assert lines[-1].startswith("ratio: ")
     assert abs(float(lines[-1][7:]) - rows["fp32"] / rows["bf16 autocast"]) < 0.05
+
+
+def test_fused_adamw_bench_times_the_three_implementations_on_the_same_weights(capsys):
+    spec = importlib.util.spec_from_file_location("bench_fused", REPO / "bench" / "fused_adamw.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--encoder", "minilm", "--steps", "1", "--threads", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = {line.split(" | ")[0].strip("| "): line.strip("| ").split(" | ") for line in lines[3:6]}
+    assert set(rows) == {"loop", "foreach", "fused"}
+    assert float(rows["loop"][2]) == 0 and 0 <= float(rows["fused"][2]) < 1e-5  # same update up to rounding
+    seconds = {name: float(row[1]) for name, row in rows.items()}
+    assert lines[-1].startswith("ratio: ")
+    ratio = min(seconds["loop"], seconds["foreach"]) / seconds["fused"]
+    assert abs(float(lines[-1][7:]) - ratio) < 0.05 * ratio + 0.01

@@ -76,6 +76,30 @@ def test_average_last_publishes_the_mean_of_the_last_checkpoints(tmp_path: Path)
     assert all(torch.equal(weights(only)[k], v) for k, v in weights(tmp_path / "last" / "checkpoints" / "step_4").items())
 
 
+def test_average_every_averages_epochs_without_validating_each(tmp_path: Path) -> None:
+    final = fit(cfg_for(tmp_path, "run.max_steps=12", "run.eval_every=0", "run.average_every=4", "run.keep_last=1",
+                        "run.average_last=2"))
+    assert set(metric(tmp_path, "val/accuracy")) == {12}  # validated at the end only
+    folders = {p.name: p for p in ckpt.step_folders(tmp_path / "checkpoints")}
+    assert {"step_8", "step_12"} <= set(folders)  # both kept although keep_last=1, with no validation at step 8
+    a, b, got = weights(folders["step_8"]), weights(folders["step_12"]), weights(final)
+    for key in a:
+        torch.testing.assert_close(got[key], (a[key] + b[key]) / 2, rtol=0, atol=1e-6)
+    assert "(mean of step_8, step_12, val accuracy" in (tmp_path / "train.log").read_text()
+
+
+def test_fused_optimizer_gives_the_loops_update_up_to_rounding(tmp_path: Path) -> None:
+    # One step: later steps would amplify the rounding through the gradients, as any change of kernel does.
+    loop = fit(cfg_for(tmp_path / "loop", "run.max_steps=1", "run.lr=1e-2"))
+    fused = fit(cfg_for(tmp_path / "fused", "run.max_steps=1", "run.lr=1e-2", "run.fused_optimizer=true"))
+    state = torch.load(tmp_path / "fused" / "checkpoints" / "step_1" / "state.pt", weights_only=False)
+    assert all(group["fused"] for group in state["optimizer"]["param_groups"])
+    a, b = weights(loop), weights(fused)
+    assert a.keys() == b.keys()
+    for key in a:  # another kernel: equal up to rounding, not necessarily in the last bits
+        torch.testing.assert_close(b[key], a[key], rtol=0, atol=1e-6)
+
+
 def test_resume_equals_uninterrupted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     args = ("run.max_steps=6", "run.save_every=3", "run.grad_accum=2", "run.batch_size=4")
     fit(cfg_for(tmp_path / "a", *args))

@@ -19,7 +19,7 @@ def require_complete(cfg: Config, source: str = "config") -> None:
 
 _AT_LEAST = {
     **dict.fromkeys(("run.max_steps", "run.warmup_steps", "run.weight_decay", "run.eval_every", "run.save_every",
-                     "run.keep_last", "run.num_workers", "run.average_last", "eval.max_samples", "eval.prompts", "eval.top_k",
+                     "run.keep_last", "run.num_workers", "run.average_last", "run.average_every", "eval.max_samples", "eval.prompts", "eval.top_k",
                      "model.projector_hidden", "data.context_turns", "data.future_turns", "data.few_shot", "data.min_votes", "model.seed",
                      "run.seed"), 0),
     **dict.fromkeys(("run.epochs", "run.batch_size", "run.grad_accum", "run.log_every", "eval.batch_size",

@@ -44,7 +44,7 @@ def lr_lambda(total_steps: int, warmup: int, min_ratio: float):
 def make_optimizer(model: nn.Module, cfg: DictConfig) -> torch.optim.AdamW:
     """AdamW; weight decay on matrices only (LoRA A/B, projector weights), never on biases or norms; the
     trainable text encoder's weights at ``model.text_encoder.lr`` and the LLM's adapters at ``model.lora.lr``
-    when set."""
+    when set; torch's fused kernel with ``run.fused_optimizer``."""
     encoder_lr = cfg.model.text_encoder.lr or cfg.run.lr
     lora_lr = cfg.model.lora.lr or cfg.run.lr
     groups: dict[tuple[float, float], list[nn.Parameter]] = {}
@@ -53,7 +53,7 @@ def make_optimizer(model: nn.Module, cfg: DictConfig) -> torch.optim.AdamW:
             lr = encoder_lr if name.startswith("text_encoder.") else lora_lr if name.startswith("llm.") else cfg.run.lr
             groups.setdefault((lr, cfg.run.weight_decay if p.ndim >= 2 else 0.0), []).append(p)
     return torch.optim.AdamW([{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()],
-                             lr=cfg.run.lr, betas=(0.9, 0.999))
+                             lr=cfg.run.lr, betas=(0.9, 0.999), fused=cfg.run.fused_optimizer or None)
 
 
 def unused_projectors(model: EmotionLLaMA, data: DataConfig) -> list[str]:

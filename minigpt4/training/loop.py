@@ -240,14 +240,16 @@ def save_checkpoint(folder: Path, data: TrainData, cfg: DictConfig, info: dist.D
 
 
 def averaged_step(step: int, run: RunConfig, total_steps: int) -> bool:
-    """Whether ``run.average_last`` counts the checkpoint of ``step``: every ``eval_every`` steps (when set) and
-    the last."""
-    return step == total_steps or bool(run.eval_every and step % run.eval_every == 0)
+    """Whether ``run.average_last`` counts the checkpoint of ``step``: every ``average_every`` steps (else every
+    ``eval_every``, when set) and the last."""
+    every = run.average_every or run.eval_every
+    return step == total_steps or bool(every and step % every == 0)
 
 
 def averaged_folders(ckpt_dir: Path, run: RunConfig, total_steps: int) -> list[Path]:
     """The newest ``run.average_last`` checkpoints that ``run.average_last`` counts (fewer when the run took
-    fewer: with ``eval_every: 0`` only the last; the log line of ``final/`` names them)."""
+    fewer: with neither ``average_every`` nor ``eval_every`` only the last; the log line of ``final/`` names
+    them)."""
     counted = [f for f in ckpt.step_folders(ckpt_dir) if averaged_step(int(f.name[5:]), run, total_steps)]
     return counted[-run.average_last:]
 
