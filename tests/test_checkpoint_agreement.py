@@ -41,6 +41,19 @@ def test_paths_and_memory_settings_may_differ(saved, tmp_path: Path) -> None:
     ckpt.check_model_config(OmegaConf.merge(cfg.model, {"seed": 5}), bare)
 
 
+def test_a_key_added_after_training_compares_as_its_default(saved, tmp_path: Path) -> None:
+    cfg, _, folder = saved
+    older = tmp_path / "older"  # a checkpoint written before model.text_encoder.name existed
+    older.mkdir()
+    (older / ckpt.WEIGHTS).write_bytes((folder / ckpt.WEIGHTS).read_bytes())
+    config = OmegaConf.load(folder / "config.yaml")
+    del config.model.text_encoder["name"]
+    OmegaConf.save(config, older / "config.yaml")
+    ckpt.check_model_config(OmegaConf.merge(cfg.model, {"checkpoint": str(older)}), older)  # the default: no error
+    with pytest.raises(ConfigError, match="model.text_encoder.name: 'minilm' in the checkpoint, 'mpnet' now"):
+        ckpt.check_model_config(OmegaConf.merge(cfg.model, {"text_encoder": {"name": "mpnet"}}), older)
+
+
 def test_truncated_weights_file_is_named(saved, tmp_path: Path) -> None:
     _, model, folder = saved
     data = (folder / ckpt.WEIGHTS).read_bytes()

@@ -153,13 +153,17 @@ def check_model_config(model_cfg: ModelConfig, path: str | Path) -> None:
 
     The tiny backbone is rebuilt from ``model.seed`` and LoRA's scale from ``lora.alpha``; neither is in the
     weights file, so a different value loads cleanly and silently gives a different model. The checkpoint's
-    ``config.yaml`` (a bare ``.safetensors`` file has none) is compared key by key.
+    ``config.yaml`` (a bare ``.safetensors`` file has none) is compared key by key. A key the checkpoint's config
+    lacks was added to the schema after it was trained; a new key's default keeps the earlier behaviour, so
+    the default is what it was trained with.
     """
     saved_file = Path(path) / CONFIG if Path(path).is_dir() else Path(path).with_name(CONFIG)
     if not saved_file.is_file():
         return
 
     saved = flatten(OmegaConf.to_container(OmegaConf.load(saved_file).model, resolve=True), "model.")
+    defaults = flatten(OmegaConf.to_container(OmegaConf.structured(ModelConfig)), "model.")
+    saved |= {k: v for k, v in defaults.items() if k not in saved}
     current = flatten(OmegaConf.to_container(model_cfg, resolve=True), "model.")
     diff = [f"{k}: {saved.get(k, '<unset>')!r} in the checkpoint, {current.get(k, '<unset>')!r} now"
             for k in sorted(saved.keys() | current.keys()) if saved.get(k) != current.get(k) and not _may_differ(k)]
