@@ -12,8 +12,9 @@ from minigpt4.models.model import answer_logits_to_keep
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _bench_eval():
-    spec = importlib.util.spec_from_file_location("bench_eval", REPO / "bench" / "eval.py")
+def load_bench(file: str):
+    """A ``bench/`` script as a module (they are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(f"bench_{Path(file).stem}", REPO / "bench" / file)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
@@ -23,7 +24,7 @@ def _bench_eval():
 def test_decode_counter_counts_new_tokens_up_to_eos():
     eos, pad = 2, 3
     outputs = [torch.tensor([[7, eos, pad, pad], [8, 9, 9, eos], [5, 5, 5, 5]]), torch.tensor([[eos]])]
-    counter = _bench_eval().DecodeCounter(eos)
+    counter = load_bench("eval.py").DecodeCounter(eos)
     generate = counter.wrap(lambda: outputs.pop(0))
     generate()
     generate()
@@ -43,9 +44,7 @@ def test_logits_to_keep_starts_just_before_the_earliest_answer():
 
 
 def test_bf16_bench_times_both_precisions_on_the_same_batch(capsys):
-    spec = importlib.util.spec_from_file_location("bench_bf16", REPO / "bench" / "bf16_encoder.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_bench("bf16_encoder.py")
     assert module.main(["--encoder", "minilm", "--steps", "1", "--length", "8"]) == 0
     lines = capsys.readouterr().out.splitlines()
     rows = {line.split(" | ")[0].strip("| "): float(line.split(" | ")[1]) for line in lines[3:5]}
@@ -55,9 +54,7 @@ def test_bf16_bench_times_both_precisions_on_the_same_batch(capsys):
 
 
 def test_fused_adamw_bench_times_the_three_implementations_on_the_same_weights(capsys):
-    spec = importlib.util.spec_from_file_location("bench_fused", REPO / "bench" / "fused_adamw.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_bench("fused_adamw.py")
     assert module.main(["--encoder", "minilm", "--steps", "1", "--threads", "1"]) == 0
     lines = capsys.readouterr().out.splitlines()
     rows = {line.split(" | ")[0].strip("| "): line.strip("| ").split(" | ") for line in lines[3:6]}

@@ -161,9 +161,8 @@ def check_model_config(model_cfg: ModelConfig, path: str | Path) -> None:
     if not saved_file.is_file():
         return
 
-    saved = flatten(OmegaConf.to_container(OmegaConf.load(saved_file).model, resolve=True), "model.")
     defaults = flatten(OmegaConf.to_container(OmegaConf.structured(ModelConfig)), "model.")
-    saved |= {k: v for k, v in defaults.items() if k not in saved}
+    saved = defaults | flatten(OmegaConf.to_container(OmegaConf.load(saved_file).model, resolve=True), "model.")
     current = flatten(OmegaConf.to_container(model_cfg, resolve=True), "model.")
     diff = [f"{k}: {saved.get(k, '<unset>')!r} in the checkpoint, {current.get(k, '<unset>')!r} now"
             for k in sorted(saved.keys() | current.keys()) if saved.get(k) != current.get(k) and not _may_differ(k)]
